@@ -1,0 +1,355 @@
+//! Admission: the queue-depth counter that bounds what the engine holds.
+//!
+//! One atomic word holds the depth (tasks admitted and not yet released: queued,
+//! running, or waiting for a retry) in its low bits and a `CLOSED` flag in its top
+//! bit. Keeping both in one word makes "closed" and "drained" exact: an admission
+//! either lands before `close` (and is counted in the depth `close` sees) or fails
+//! with [`AdmitError::Closed`]; there is no window in which a task slips in after
+//! the engine decided it was drained.
+//!
+//! # Protocol
+//!
+//! 1. A producer reserves a slot with one compare-and-swap: refused if closed or if
+//!    `depth == capacity`.
+//! 2. In block mode a refused producer parks: it takes the lock, registers in
+//!    `waiters`, re-checks, and waits on `room`.
+//! 3. Workers release slots in batches (one `fetch_sub` per batch, not per task).
+//!    A release that leaves the depth at or below the low-water mark
+//!    (`capacity / 2`) and sees `waiters > 0` takes the lock and notifies, so a
+//!    producer that registered before the release is woken, and one that
+//!    registers after it sees the freed room in its re-check. Waking at the
+//!    low-water mark rather than at every free slot lets a parked producer
+//!    refill half the capacity per wake-up.
+//! 4. `close` sets `CLOSED`. The release (or the `close`) that leaves the word at
+//!    exactly `CLOSED` (depth 0) is told [`Drained`] and wakes whoever waits for it.
+//!
+//! # Memory ordering
+//!
+//! Steps 2 and 3 form a store-load pair on two locations (`state`, `waiters`):
+//! the producer writes `waiters` then reads `state`; the releaser writes `state`
+//! then reads `waiters`. Both sides use `SeqCst`, so at least one of them sees the
+//! other's write, and the lock makes "saw it" and "is waiting" the same thing.
+
+use crate::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::sync::{lock, wait, CachePadded, Condvar, Mutex};
+
+const CLOSED: usize = 1 << (usize::BITS - 1);
+const DEPTH: usize = !CLOSED;
+
+/// What a producer does when the engine is at capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[derive(clap::ValueEnum)]
+pub enum AdmissionMode {
+    /// Park the producer until there is room (no spinning while it waits).
+    #[default]
+    Block,
+    /// Refuse at once with [`SubmitError::Full`](crate::SubmitError::Full) and
+    /// count a rejection.
+    Reject,
+}
+
+/// Why a slot was not reserved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AdmitError {
+    /// Depth is at capacity.
+    Full,
+    /// The engine stopped admitting.
+    Closed,
+}
+
+/// Returned by a release or a close that brought a closed engine to depth 0.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) struct Drained;
+
+/// The depth counter and the producers' parking lot.
+pub(crate) struct Admission {
+    /// Depth in the low bits, `CLOSED` in the top bit. Written by producers
+    /// (CAS, +1), workers and the retry queue (`fetch_sub`, release batches) and
+    /// `close` (`fetch_or`); read by all of them and by observers of the depth.
+    state: CachePadded<AtomicUsize>,
+    /// Producers parked in [`Admission::acquire`]. Written under `lock` by the
+    /// producer (+1 before its re-check, -1 after), read by releasers.
+    waiters: CachePadded<AtomicUsize>,
+    /// Highest depth any admission produced. Written (rarely: only on a new high)
+    /// by producers, read by reports.
+    max_depth: AtomicUsize,
+    capacity: usize,
+    /// Depth at or below which parked producers are woken: `capacity / 2`.
+    low_water: usize,
+    lock: Mutex<()>,
+    room: Condvar,
+}
+
+impl Admission {
+    /// A counter bounding depth at `capacity` (at least 1).
+    pub(crate) fn new(capacity: usize) -> Self {
+        assert!(capacity >= 1 && capacity < CLOSED, "capacity out of range");
+        Admission {
+            state: CachePadded::new(AtomicUsize::new(0)),
+            waiters: CachePadded::new(AtomicUsize::new(0)),
+            max_depth: AtomicUsize::new(0),
+            capacity,
+            low_water: capacity / 2,
+            lock: Mutex::new(()),
+            room: Condvar::new(),
+        }
+    }
+
+    /// The bound.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Tasks held right now (a snapshot).
+    pub(crate) fn depth(&self) -> usize {
+        self.state.load(Acquire) & DEPTH
+    }
+
+    /// Highest depth reached so far.
+    pub(crate) fn max_depth(&self) -> usize {
+        self.max_depth.load(Relaxed)
+    }
+
+    /// True once closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Acquire) & CLOSED != 0
+    }
+
+    /// True once closed with nothing held.
+    pub(crate) fn is_drained(&self) -> bool {
+        // SeqCst: read inside a worker's sleep re-check, which must be ordered after
+        // its announcement of sleep (see `scheduler::sleep`).
+        self.state.load(SeqCst) == CLOSED
+    }
+
+    /// Reserves a slot without blocking.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> Result<(), AdmitError> {
+        self.try_acquire_many(1).map(|_| ())
+    }
+
+    /// Reserves between 1 and `max` slots (as many as there is room for) without
+    /// blocking; returns how many.
+    #[inline]
+    pub(crate) fn try_acquire_many(&self, max: usize) -> Result<usize, AdmitError> {
+        debug_assert!(max >= 1);
+        // SeqCst: the load and the CAS pair with a releaser's `fetch_sub` and its
+        // read of `waiters` (store-load pair, see the module docs).
+        let mut cur = self.state.load(SeqCst);
+        loop {
+            if cur & CLOSED != 0 {
+                return Err(AdmitError::Closed);
+            }
+            if cur >= self.capacity {
+                return Err(AdmitError::Full);
+            }
+            let k = max.min(self.capacity - cur);
+            match self
+                .state
+                .compare_exchange_weak(cur, cur + k, SeqCst, SeqCst)
+            {
+                Ok(_) => {
+                    let depth = cur + k;
+                    if depth > self.max_depth.load(Relaxed) {
+                        self.max_depth.fetch_max(depth, Relaxed);
+                    }
+                    return Ok(k);
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Reserves a slot, parking the caller while the engine is full.
+    ///
+    /// Spins for a few microseconds first (a slot usually frees up within one
+    /// task's time), then sleeps on a condition variable until a release
+    /// notifies it, or the engine closes.
+    pub(crate) fn acquire(&self) -> Result<(), AdmitError> {
+        self.acquire_many(1).map(|_| ())
+    }
+
+    /// Reserves between 1 and `max` slots, parking while the engine is full.
+    ///
+    /// A parked producer is woken once the depth has fallen to the low-water
+    /// mark (half the capacity), not at every freed slot: it then refills half
+    /// the capacity in one go, so a producer faster than the workers costs one
+    /// park/wake cycle per `capacity / 2` tasks instead of one per task, and
+    /// burns no CPU the workers need while it waits.
+    pub(crate) fn acquire_many(&self, max: usize) -> Result<usize, AdmitError> {
+        match self.try_acquire_many(max) {
+            Err(AdmitError::Full) => {}
+            done => return done,
+        }
+        let mut guard = lock(&self.lock);
+        // SeqCst: pairs with the releaser's load of `waiters` (module docs).
+        self.waiters.fetch_add(1, SeqCst);
+        let result = loop {
+            match self.try_acquire_many(max) {
+                Err(AdmitError::Full) => guard = wait(&self.room, guard),
+                done => break done,
+            }
+        };
+        self.waiters.fetch_sub(1, Relaxed);
+        drop(guard);
+        result
+    }
+
+    /// Frees `n` slots. Returns [`Drained`] when this release emptied a closed
+    /// engine (exactly one release or close sees that).
+    ///
+    /// Parked producers are woken when the depth reaches the low-water mark
+    /// (see [`acquire_many`](Self::acquire_many)). Every admitted task is
+    /// eventually released, so the depth always gets there: no producer waits
+    /// forever while there is room.
+    pub(crate) fn release(&self, n: usize) -> Option<Drained> {
+        if n == 0 {
+            return None;
+        }
+        // SeqCst: pairs with a parking producer's `waiters` increment and re-check.
+        let prev = self.state.fetch_sub(n, SeqCst);
+        debug_assert!(prev & DEPTH >= n, "released more slots than were held");
+        let depth = (prev & DEPTH) - n;
+        if depth <= self.low_water && self.waiters.load(SeqCst) > 0 {
+            let _guard = lock(&self.lock);
+            self.room.notify_all();
+        }
+        (prev - n == CLOSED).then_some(Drained)
+    }
+
+    /// Stops admission. Blocked producers wake and get [`AdmitError::Closed`].
+    /// Returns [`Drained`] if nothing was held at that moment.
+    pub(crate) fn close(&self) -> Option<Drained> {
+        let prev = self.state.fetch_or(CLOSED, SeqCst);
+        {
+            let _guard = lock(&self.lock);
+            self.room.notify_all();
+        }
+        (prev == 0).then_some(Drained)
+    }
+}
+
+/// A worker's pending releases: completions are counted locally and handed to
+/// [`Admission::release`] in batches, so the shared word is touched once per
+/// batch instead of once per task.
+pub(crate) struct ReleaseBatch {
+    pending: usize,
+    threshold: usize,
+}
+
+impl ReleaseBatch {
+    /// Batches of `threshold` (at least 1).
+    pub(crate) fn new(threshold: usize) -> Self {
+        ReleaseBatch {
+            pending: 0,
+            threshold: threshold.max(1),
+        }
+    }
+
+    /// The batch size that keeps a bound of `capacity` responsive with `workers`
+    /// workers: a worker never sits on more than a small share of the capacity.
+    pub(crate) fn threshold_for(capacity: usize, workers: usize) -> usize {
+        (capacity / (4 * workers.max(1))).clamp(1, 64)
+    }
+
+    /// Counts one completion; releases the batch when it is full.
+    #[inline]
+    pub(crate) fn add(&mut self, admission: &Admission) -> Option<Drained> {
+        self.pending += 1;
+        if self.pending >= self.threshold {
+            self.flush(admission)
+        } else {
+            None
+        }
+    }
+
+    /// Releases whatever is pending (before a worker idles or exits).
+    pub(crate) fn flush(&mut self, admission: &Admission) -> Option<Drained> {
+        let n = std::mem::take(&mut self.pending);
+        admission.release(n)
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::Duration;
+
+    #[test]
+    fn bound_and_reject() {
+        let a = Admission::new(2);
+        assert_eq!(a.try_acquire(), Ok(()));
+        assert_eq!(a.try_acquire(), Ok(()));
+        assert_eq!(a.try_acquire(), Err(AdmitError::Full));
+        assert_eq!(a.depth(), 2);
+        assert_eq!(a.release(1), None);
+        assert_eq!(a.try_acquire(), Ok(()));
+        assert_eq!(a.max_depth(), 2);
+    }
+
+    #[test]
+    fn acquire_many_takes_what_fits() {
+        let a = Admission::new(5);
+        assert_eq!(a.try_acquire_many(3), Ok(3));
+        assert_eq!(a.try_acquire_many(3), Ok(2));
+        assert_eq!(a.try_acquire_many(3), Err(AdmitError::Full));
+        assert_eq!(a.max_depth(), 5);
+        assert_eq!(a.release(4), None);
+        assert_eq!(a.acquire_many(10), Ok(4));
+    }
+
+    #[test]
+    fn close_then_drain_reported_once() {
+        let a = Admission::new(4);
+        a.try_acquire().unwrap();
+        a.try_acquire().unwrap();
+        assert_eq!(a.close(), None);
+        assert_eq!(a.try_acquire(), Err(AdmitError::Closed));
+        assert_eq!(a.release(1), None);
+        assert_eq!(a.release(1), Some(Drained));
+        assert!(a.is_drained());
+        let b = Admission::new(1);
+        assert_eq!(b.close(), Some(Drained));
+    }
+
+    #[test]
+    fn blocked_producer_wakes_on_release_and_on_close() {
+        let a = Arc::new(Admission::new(1));
+        a.try_acquire().unwrap();
+        let a2 = a.clone();
+        let t = thread::spawn(move || a2.acquire());
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(a.release(1), None);
+        assert_eq!(t.join().unwrap(), Ok(()));
+
+        let a2 = a.clone();
+        let t = thread::spawn(move || a2.acquire());
+        thread::sleep(Duration::from_millis(20));
+        let _ = a.close();
+        assert_eq!(t.join().unwrap(), Err(AdmitError::Closed));
+    }
+
+    #[test]
+    fn release_batches() {
+        let a = Admission::new(8);
+        for _ in 0..8 {
+            a.try_acquire().unwrap();
+        }
+        let mut batch = ReleaseBatch::new(3);
+        assert_eq!(batch.add(&a), None);
+        assert_eq!(batch.add(&a), None);
+        assert_eq!(a.depth(), 8);
+        assert_eq!(batch.add(&a), None);
+        assert_eq!(a.depth(), 5);
+        batch.add(&a);
+        batch.flush(&a);
+        assert_eq!(a.depth(), 4);
+        assert_eq!(ReleaseBatch::threshold_for(1, 8), 1);
+        assert_eq!(ReleaseBatch::threshold_for(1024, 2), 64);
+        assert_eq!(ReleaseBatch::threshold_for(64, 2), 8);
+    }
+}

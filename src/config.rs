@@ -1,0 +1,102 @@
+//! [`EngineConfig`]: every engine setting, and its validation.
+
+use serde::Serialize;
+
+use crate::admission::AdmissionMode;
+use crate::error::Error;
+
+/// Largest accepted worker count.
+pub const MAX_WORKERS: usize = 1024;
+
+/// Largest accepted capacity (tasks held at once).
+pub const MAX_CAPACITY: usize = 1 << 32;
+
+/// Whether worker threads are pinned to cores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PinMode {
+    /// Pin round-robin over the cores this process may use when there are no more
+    /// workers than cores; leave workers unpinned when they outnumber the cores
+    /// (two pinned workers sharing a core cannot move away from each other, and
+    /// the kernel balances oversubscribed threads better).
+    #[default]
+    Auto,
+    /// Always pin, round-robin over the allowed cores.
+    On,
+    /// Never pin.
+    Off,
+}
+
+/// Settings of an [`Engine`](crate::Engine).
+///
+/// # Examples
+///
+/// ```
+/// use taskq::EngineConfig;
+/// let config = EngineConfig { workers: 4, capacity: 1024, ..EngineConfig::default() };
+/// assert!(config.validate().is_ok());
+/// assert!(EngineConfig { workers: 0, ..EngineConfig::default() }.validate().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EngineConfig {
+    /// Worker threads (the seed: 8).
+    pub workers: usize,
+    /// Most tasks held at once: queued, running or waiting for a retry (the seed: 200).
+    pub capacity: usize,
+    /// What a producer does when the engine is full.
+    pub admission: AdmissionMode,
+    /// Core pinning of workers.
+    pub pin: PinMode,
+    /// Completions a worker batches before releasing their admission slots;
+    /// `None` picks `capacity / (4 × workers)`, clamped to 1..=64.
+    pub release_batch: Option<usize>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 8,
+            capacity: 200,
+            admission: AdmissionMode::Block,
+            pin: PinMode::Auto,
+            release_batch: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first setting out of range.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(Error::config(
+                "workers",
+                format!("must be between 1 and {MAX_WORKERS}, got {}", self.workers),
+            ));
+        }
+        if !(1..=MAX_CAPACITY).contains(&self.capacity) {
+            return Err(Error::config(
+                "capacity",
+                format!(
+                    "must be between 1 and {MAX_CAPACITY}, got {}",
+                    self.capacity
+                ),
+            ));
+        }
+        if let Some(b) = self.release_batch {
+            if b == 0 || b > self.capacity {
+                return Err(Error::config(
+                    "release-batch",
+                    format!(
+                        "must be between 1 and the capacity ({}), got {b}",
+                        self.capacity
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

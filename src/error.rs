@@ -1,0 +1,44 @@
+//! The library's error type. It never prints or exits; its messages say what to change.
+
+use std::io;
+
+/// Everything that can stop taskq from starting or finishing a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is out of range or inconsistent.
+    #[error("invalid setting --{setting}: {message}")]
+    Config {
+        /// The setting, named as on the command line.
+        setting: &'static str,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+    /// The task input is unreadable or malformed.
+    #[error(transparent)]
+    Input(#[from] crate::input::InputError),
+    /// A file or thread could not be opened, written or started.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn config(setting: &'static str, message: impl Into<String>) -> Self {
+        Error::Config {
+            setting,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! taskq: a bounded, work-stealing task-queue engine for image-variant jobs.
+//!
+//! # How a task flows
+//!
+//! Producers ([`Submitter`]s, fed by the library API or by the streaming file
+//! reader in [`input`]) pass each [`Task`] through `Admission`, an
+//! atomic depth counter that enforces the capacity bound (block or reject). An
+//! admitted task is pushed on a global injector; worker threads, pinned to cores,
+//! take from their own deque, steal batches from the injector or from siblings,
+//! and park when there is nothing to do. A worker runs the [`Processor`] (a
+//! panic is caught and counted as a failure), records latency and service time in
+//! its own HDR histograms, and releases the task's admission slot. Shutdown closes
+//! admission, drains every admitted task, joins the workers and merges their
+//! recorders into one [`Report`].
+//!
+//! # Example
+//!
+//! ```
+//! use taskq::{Engine, EngineConfig, Noop, Task};
+//!
+//! let engine = Engine::start(EngineConfig { workers: 2, capacity: 64, ..Default::default() }, Noop)?;
+//! let submitter = engine.submitter();
+//! for i in 0..1000 {
+//!     submitter.submit(Task::new(&format!("img/{i:06}.jpg"), "200x200".parse()?)?)?;
+//! }
+//! let report = engine.shutdown();
+//! assert_eq!(report.counts.succeeded, 1000);
+//! assert!(report.queue_depth.max <= 64);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+pub(crate) mod admission;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod generate;
+pub mod input;
+pub mod metrics;
+pub mod processor;
+pub mod runner;
+pub(crate) mod scheduler;
+pub(crate) mod sync;
+pub mod task;
+
+pub use admission::AdmissionMode;
+pub use config::{EngineConfig, PinMode};
+pub use engine::{Engine, Progress, ProgressHandle, SubmitError, Submitter};
+pub use error::Error;
+pub use metrics::{Report, RunStatus};
+pub use processor::{
+    Attempt, CpuHash, ErrorClass, Noop, Output, ProcessError, Processor, Simulated, SimulatedConfig,
+};
+pub use task::{Size, Task, TaskError};

@@ -1,0 +1,427 @@
+//! Per-worker recorders, merged once at the end into the [`Report`].
+//!
+//! Each worker owns a [`Recorder`]: plain counters and two HDR histograms
+//! (latency submit→completion, service start→end), touched only by that worker,
+//! so recording costs a few nanoseconds and no shared cache line. Shutdown joins
+//! the workers and merges their recorders ([`Recorder::merge`]); the merged
+//! counters are by construction the sums of the per-worker ones, and each
+//! histogram holds one sample per completed task.
+//!
+//! The time-weighted mean queue depth comes from Little's law: the integral of
+//! depth over time is the sum of the time each task spent in the engine, so
+//! `mean depth = Σ residence / elapsed`, exact and free to compute.
+
+use std::collections::BTreeMap;
+
+use compact_str::CompactString;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::processor::ErrorClass;
+
+/// Longest latency a histogram records exactly: one hour, in nanoseconds.
+/// Longer samples are clamped to it (and the report's `max` says so).
+const MAX_TRACKABLE_NS: u64 = 3_600_000_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, 3).expect("static histogram bounds are valid")
+}
+
+/// One worker's counters and histograms. Written only by its worker.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) retried: u64,
+    pub(crate) dead_lettered: u64,
+    /// Tasks whose processing began (claims won), first attempts only.
+    pub(crate) started: u64,
+    /// Processing attempts, retries included.
+    pub(crate) attempts: u64,
+    /// Batches this worker stole from sibling workers.
+    pub(crate) steals: u64,
+    /// Nanoseconds spent executing tasks.
+    pub(crate) busy_ns: u64,
+    /// Σ (completion − submit) over completed tasks, for Little's law.
+    pub(crate) residence_ns: u128,
+    /// Failures by (class, kind): final ones and retried ones alike.
+    pub(crate) failures: BTreeMap<(ErrorClass, CompactString), u64>,
+    /// Retries scheduled, by the attempt number that failed (1-based).
+    pub(crate) retries_by_attempt: BTreeMap<u32, u64>,
+    /// Σ time tasks waited in the retry queue, nanoseconds.
+    pub(crate) retry_wait_ns: u128,
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) service: Histogram<u64>,
+}
+
+impl Recorder {
+    pub(crate) fn new() -> Self {
+        Recorder {
+            succeeded: 0,
+            failed: 0,
+            duplicates: 0,
+            retried: 0,
+            dead_lettered: 0,
+            started: 0,
+            attempts: 0,
+            steals: 0,
+            busy_ns: 0,
+            residence_ns: 0,
+            failures: BTreeMap::new(),
+            retries_by_attempt: BTreeMap::new(),
+            retry_wait_ns: 0,
+            latency: new_histogram(),
+            service: new_histogram(),
+        }
+    }
+
+    /// Tasks this recorder saw complete (one histogram sample each).
+    pub(crate) fn completed(&self) -> u64 {
+        self.succeeded + self.failed + self.duplicates + self.dead_lettered
+    }
+
+    /// Records the end of a task's stay in the engine: one latency sample.
+    #[inline]
+    pub(crate) fn complete(&mut self, latency_ns: u64) {
+        self.latency.saturating_record(latency_ns.max(1));
+        self.residence_ns += u128::from(latency_ns);
+    }
+
+    /// Records one processing attempt's service time.
+    #[inline]
+    pub(crate) fn served(&mut self, service_ns: u64) {
+        self.service.saturating_record(service_ns.max(1));
+        self.busy_ns += service_ns;
+        self.attempts += 1;
+    }
+
+    /// Counts a failed attempt by class and kind.
+    pub(crate) fn failure(&mut self, class: ErrorClass, kind: &str) {
+        *self
+            .failures
+            .entry((class, CompactString::from(kind)))
+            .or_insert(0) += 1;
+    }
+
+    /// Adds `other` into `self`.
+    pub(crate) fn merge(&mut self, other: &Recorder) {
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.duplicates += other.duplicates;
+        self.retried += other.retried;
+        self.dead_lettered += other.dead_lettered;
+        self.started += other.started;
+        self.attempts += other.attempts;
+        self.steals += other.steals;
+        self.busy_ns += other.busy_ns;
+        self.residence_ns += other.residence_ns;
+        for (k, v) in &other.failures {
+            *self.failures.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &other.retries_by_attempt {
+            *self.retries_by_attempt.entry(*k).or_insert(0) += v;
+        }
+        self.retry_wait_ns += other.retry_wait_ns;
+        self.latency
+            .add(&other.latency)
+            .expect("histograms share bounds");
+        self.service
+            .add(&other.service)
+            .expect("histograms share bounds");
+    }
+}
+
+/// Mean and percentiles of a distribution, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Percentiles {
+    /// Number of samples.
+    pub count: u64,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest sample (clamped at one hour).
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub(crate) fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let ms = |ns: u64| ns as f64 / 1e6;
+        Percentiles {
+            count: h.len(),
+            mean: h.mean() / 1e6,
+            p50: ms(h.value_at_quantile(0.50)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// Task counts of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Counts {
+    /// Submission attempts: `admitted + rejected`.
+    pub submitted: u64,
+    /// Tasks the engine took in.
+    pub admitted: u64,
+    /// Submissions refused: engine full in reject mode, or already closed.
+    pub rejected: u64,
+    /// Records of the input refused by validation (never submitted).
+    pub invalid: u64,
+    /// Tasks whose processing began (the claim of their key was won).
+    pub started: u64,
+    /// Processing attempts, retries included.
+    pub attempts: u64,
+    /// Tasks that completed successfully.
+    pub succeeded: u64,
+    /// Tasks that completed failed without a dead-letter store to hold them.
+    pub failed: u64,
+    /// Tasks completed as duplicates of a key in flight or already done.
+    pub duplicates: u64,
+    /// Retries scheduled (a task retried twice counts twice).
+    pub retried: u64,
+    /// Tasks moved to the dead-letter queue.
+    pub dead_lettered: u64,
+}
+
+impl Counts {
+    /// Tasks that completed one way or another.
+    pub fn completed(&self) -> u64 {
+        self.succeeded + self.failed + self.duplicates + self.dead_lettered
+    }
+}
+
+/// Why submissions were refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Rejections {
+    /// The engine was at capacity (reject mode, or `try_submit`).
+    pub full: u64,
+    /// The engine had stopped admitting.
+    pub closed: u64,
+}
+
+/// Failed attempts of one class and kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FailureCount {
+    /// `transient` or `permanent`.
+    pub class: ErrorClass,
+    /// The processor's kind string (`timeout`, `unavailable`, `panic`, …).
+    pub kind: String,
+    /// How many attempts failed so.
+    pub count: u64,
+}
+
+/// Queue depth over the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct QueueDepth {
+    /// The configured bound.
+    pub capacity: usize,
+    /// Highest depth reached.
+    pub max: usize,
+    /// Time-weighted mean depth (Little's law over the run).
+    pub mean: f64,
+}
+
+/// Enqueue and dequeue rates over the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Rates {
+    /// Admissions per second.
+    pub enqueue_per_s: f64,
+    /// Completions per second.
+    pub dequeue_per_s: f64,
+}
+
+/// One worker's share of the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct WorkerReport {
+    /// Worker index, 0-based.
+    pub index: usize,
+    /// The core it was pinned to, if pinned.
+    pub core: Option<usize>,
+    /// Tasks it completed.
+    pub tasks: u64,
+    /// Processing attempts it made.
+    pub attempts: u64,
+    /// Batches it stole from sibling workers.
+    pub steals: u64,
+    /// Time executing tasks ÷ the worker's lifetime.
+    pub busy_ratio: f64,
+}
+
+/// Retry activity.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct RetryStats {
+    /// Retries scheduled, by the attempt number that failed (`"1"`, `"2"`, …).
+    pub by_attempt: BTreeMap<String, u64>,
+    /// Total time tasks spent waiting for a retry, seconds.
+    pub wait_s: f64,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// All input was processed.
+    #[default]
+    Completed,
+    /// A signal stopped admission early; admitted work was drained.
+    Interrupted,
+    /// An error stopped the run (see `errors`); admitted work was drained.
+    Failed,
+}
+
+/// A record of the input that failed validation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct InvalidTask {
+    /// 1-based line of the record.
+    pub line: u64,
+    /// 0-based position of the record in the input.
+    pub index: u64,
+    /// What was wrong.
+    pub error: String,
+}
+
+/// Everything a run measured. Serialises to the JSON report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Report {
+    /// How the run ended.
+    pub status: RunStatus,
+    /// Task counts.
+    pub counts: Counts,
+    /// Why submissions were refused.
+    pub rejections: Rejections,
+    /// Failed attempts by class and kind.
+    pub failures: Vec<FailureCount>,
+    /// Retries.
+    pub retries: RetryStats,
+    /// Submit → completion, milliseconds; one sample per completed task.
+    pub latency_ms: Percentiles,
+    /// Processing start → end, milliseconds; one sample per attempt.
+    pub service_ms: Percentiles,
+    /// Completed tasks per second of `elapsed_s`.
+    pub throughput_per_s: f64,
+    /// Engine start → drained, seconds.
+    pub elapsed_s: f64,
+    /// Queue depth.
+    pub queue_depth: QueueDepth,
+    /// Enqueue/dequeue rates.
+    pub rates: Rates,
+    /// Per-worker numbers.
+    pub workers: Vec<WorkerReport>,
+    /// Input records refused by validation (the first 1,000; `counts.invalid` has all).
+    pub invalid_tasks: Vec<InvalidTask>,
+    /// Run-level errors (input stopped mid-stream, storage failures).
+    pub errors: Vec<String>,
+    /// Every setting used.
+    pub config: serde_json::Value,
+}
+
+/// Input records kept in a report's `invalid_tasks`, at most.
+pub const MAX_INVALID_LISTED: usize = 1000;
+
+impl Report {
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serialises")
+    }
+
+    /// Adds a refused input record (counted always, listed up to a cap).
+    pub fn add_invalid(&mut self, line: u64, index: u64, error: impl ToString) {
+        self.counts.invalid += 1;
+        if self.invalid_tasks.len() < MAX_INVALID_LISTED {
+            self.invalid_tasks.push(InvalidTask {
+                line,
+                index,
+                error: error.to_string(),
+            });
+        }
+    }
+
+    /// A few lines for a terminal.
+    pub fn summary(&self) -> String {
+        let c = &self.counts;
+        let mut s = format!(
+            "{status:?}: {succ} succeeded, {dup} duplicates, {dl} dead-lettered, {failed} failed \
+             of {adm} admitted ({rej} rejected, {inv} invalid) in {el:.3}s\n\
+             throughput {tp:.0} tasks/s; latency ms p50 {p50:.3} p95 {p95:.3} p99 {p99:.3} max {max:.3}\n\
+             queue depth max {dmax}/{cap}, mean {dmean:.1}; retries {retried}",
+            status = self.status,
+            succ = c.succeeded,
+            dup = c.duplicates,
+            dl = c.dead_lettered,
+            failed = c.failed,
+            adm = c.admitted,
+            rej = c.rejected,
+            inv = c.invalid,
+            el = self.elapsed_s,
+            tp = self.throughput_per_s,
+            p50 = self.latency_ms.p50,
+            p95 = self.latency_ms.p95,
+            p99 = self.latency_ms.p99,
+            max = self.latency_ms.max,
+            dmax = self.queue_depth.max,
+            cap = self.queue_depth.capacity,
+            dmean = self.queue_depth.mean,
+            retried = c.retried,
+        );
+        for e in &self.errors {
+            s.push_str("\nerror: ");
+            s.push_str(e);
+        }
+        s
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_counts_and_samples() {
+        let mut a = Recorder::new();
+        let mut b = Recorder::new();
+        a.succeeded = 3;
+        b.succeeded = 4;
+        b.duplicates = 1;
+        for ns in [1_000, 2_000, 3_000] {
+            a.complete(ns);
+        }
+        for ns in [5_000_000, 6_000, 7_000, 8_000, 9_000] {
+            b.complete(ns);
+        }
+        a.failure(ErrorClass::Transient, "timeout");
+        b.failure(ErrorClass::Transient, "timeout");
+        let mut m = Recorder::new();
+        m.merge(&a);
+        m.merge(&b);
+        assert_eq!(m.succeeded, 7);
+        assert_eq!(m.completed(), 8);
+        assert_eq!(m.latency.len(), 8);
+        assert_eq!(m.failures[&(ErrorClass::Transient, "timeout".into())], 2);
+        let p = Percentiles::from_histogram(&m.latency);
+        assert_eq!(p.count, 8);
+        assert!((p.max - 5.0).abs() < 0.01, "{p:?}");
+    }
+
+    #[test]
+    fn invalid_list_is_capped_but_counted() {
+        let mut r = Report::default();
+        for i in 0..(MAX_INVALID_LISTED as u64 + 5) {
+            r.add_invalid(i + 1, i, "bad");
+        }
+        assert_eq!(r.counts.invalid, MAX_INVALID_LISTED as u64 + 5);
+        assert_eq!(r.invalid_tasks.len(), MAX_INVALID_LISTED);
+    }
+}

@@ -1,0 +1,117 @@
+//! A mutex-based stand-in for `crossbeam-deque`, used only under loom.
+//!
+//! Loom cannot see inside `crossbeam-deque`; this type offers the subset of its
+//! API the scheduler uses, built on loom's `Mutex`, so that the worker loop's
+//! interleavings with admission and parking are explored. Its own correctness is
+//! trivial (every operation holds one lock); the protocols under test are ours.
+
+use std::collections::VecDeque;
+
+use super::{lock, Arc, Mutex};
+
+/// Outcome of a steal, as in `crossbeam-deque`.
+pub(crate) enum Steal<T> {
+    /// The queue was empty.
+    Empty,
+    /// One item was taken.
+    Success(T),
+    /// Lost a race; try again. (Never produced by this stand-in.)
+    #[allow(dead_code)]
+    Retry,
+}
+
+/// How many items one batch steal moves, at most (small, to reach edge cases).
+const BATCH: usize = 2;
+
+/// Takes up to [`BATCH`] items from `src` (lock released before `dest` is locked,
+/// so two workers stealing from each other cannot deadlock).
+fn move_batch<T>(src: &Mutex<VecDeque<T>>, dest: &Worker<T>) -> Steal<T> {
+    let mut taken: Vec<T> = {
+        let mut q = lock(src);
+        let n = q.len().min(BATCH);
+        q.drain(..n).collect()
+    };
+    if taken.is_empty() {
+        return Steal::Empty;
+    }
+    let first = taken.remove(0);
+    if !taken.is_empty() {
+        lock(&dest.q).extend(taken);
+    }
+    Steal::Success(first)
+}
+
+/// The global FIFO queue.
+pub(crate) struct Injector<T> {
+    q: Mutex<VecDeque<T>>,
+}
+
+impl<T> Injector<T> {
+    pub(crate) fn new() -> Self {
+        Injector {
+            q: Mutex::new(VecDeque::new()),
+        }
+    }
+    pub(crate) fn push(&self, t: T) {
+        lock(&self.q).push_back(t);
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.q).is_empty()
+    }
+    #[allow(dead_code)]
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.q).len()
+    }
+    pub(crate) fn steal_batch_and_pop(&self, dest: &Worker<T>) -> Steal<T> {
+        move_batch(&self.q, dest)
+    }
+}
+
+/// A worker's own queue.
+pub(crate) struct Worker<T> {
+    q: Arc<Mutex<VecDeque<T>>>,
+}
+
+impl<T> Worker<T> {
+    pub(crate) fn new_fifo() -> Self {
+        Worker {
+            q: Arc::new(Mutex::new(VecDeque::new())),
+        }
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.q).is_empty()
+    }
+    pub(crate) fn pop(&self) -> Option<T> {
+        lock(&self.q).pop_front()
+    }
+    #[allow(dead_code)]
+    pub(crate) fn push(&self, t: T) {
+        lock(&self.q).push_back(t);
+    }
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.q).len()
+    }
+    pub(crate) fn stealer(&self) -> Stealer<T> {
+        Stealer { q: self.q.clone() }
+    }
+}
+
+/// Another worker's handle on a worker's queue.
+pub(crate) struct Stealer<T> {
+    q: Arc<Mutex<VecDeque<T>>>,
+}
+
+impl<T> Clone for Stealer<T> {
+    fn clone(&self) -> Self {
+        Stealer { q: self.q.clone() }
+    }
+}
+
+impl<T> Stealer<T> {
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.q).is_empty()
+    }
+    pub(crate) fn steal_batch_and_pop(&self, dest: &Worker<T>) -> Steal<T> {
+        move_batch(&self.q, dest)
+    }
+}

@@ -1,0 +1,396 @@
+//! Promises 1 (bound), 2 (conservation), 3 (no lost wake-up) and 7 (metrics add
+//! up), through the public API with real threads.
+#![cfg(not(feature = "loom"))]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use taskq::{
+    AdmissionMode, Attempt, Engine, EngineConfig, Output, ProcessError, Processor, SubmitError,
+    Task,
+};
+
+/// Records every id it processes; optionally spins a little to let queues fill.
+#[derive(Default)]
+struct Recording {
+    seen: Mutex<Vec<String>>,
+    spin: u32,
+}
+
+impl Processor for Recording {
+    fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
+        for _ in 0..self.spin {
+            std::hint::spin_loop();
+        }
+        self.seen.lock().unwrap().push(task.id.to_string());
+        Ok(Output::default())
+    }
+}
+
+fn task(id: String) -> Task {
+    Task::new(&format!("img/{id}.jpg"), "200x200".parse().unwrap())
+        .unwrap()
+        .with_id(id)
+}
+
+/// Runs `producers` threads each submitting `per_producer` tasks while a sampler
+/// watches the depth. Returns (report, processed ids, admitted ids, max sampled depth).
+fn stress(
+    capacity: usize,
+    workers: usize,
+    admission: AdmissionMode,
+    producers: usize,
+    per_producer: usize,
+) -> (taskq::Report, Vec<String>, Vec<String>, usize) {
+    let processor = Arc::new(Recording {
+        spin: 200,
+        ..Default::default()
+    });
+    let engine = Engine::start(
+        EngineConfig {
+            workers,
+            capacity,
+            admission,
+            ..Default::default()
+        },
+        processor.clone(),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampled_max = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, sampled_max, progress) =
+            (stop.clone(), sampled_max.clone(), engine.progress_handle());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                sampled_max.fetch_max(progress.progress().depth, Ordering::Relaxed);
+                thread::yield_now();
+            }
+        })
+    };
+    let handles: Vec<_> = (0..producers)
+        .map(|p| {
+            let submitter = engine.submitter();
+            thread::spawn(move || {
+                let mut admitted = Vec::new();
+                for i in 0..per_producer {
+                    let id = format!("{p}-{i}");
+                    match submitter.submit(task(id.clone())) {
+                        Ok(()) => admitted.push(id),
+                        Err(SubmitError::Full(t)) => {
+                            assert_eq!(admission, AdmissionMode::Reject);
+                            assert_eq!(t.id, id, "the refused task is handed back");
+                        }
+                        Err(SubmitError::Closed(_)) => panic!("closed while producing"),
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let admitted: Vec<String> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let report = engine.shutdown();
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let seen = processor.seen.lock().unwrap().clone();
+    (report, seen, admitted, sampled_max.load(Ordering::Relaxed))
+}
+
+fn check_exactly_once(seen: &[String], admitted: &[String]) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in seen {
+        *counts.entry(id).or_default() += 1;
+    }
+    for id in admitted {
+        assert_eq!(
+            counts.remove(id.as_str()),
+            Some(1),
+            "task {id} must run exactly once"
+        );
+    }
+    assert!(
+        counts.is_empty(),
+        "tasks ran that were never admitted: {counts:?}"
+    );
+}
+
+#[test]
+fn smoke_one_producer_one_worker() {
+    let (report, seen, admitted, _) = stress(4, 1, AdmissionMode::Block, 1, 100);
+    assert_eq!(report.counts.succeeded, 100);
+    check_exactly_once(&seen, &admitted);
+}
+
+#[test]
+fn block_mode_bound_and_conservation() {
+    for capacity in [1, 2, 64] {
+        let (report, seen, admitted, sampled) = stress(capacity, 4, AdmissionMode::Block, 16, 500);
+        let c = &report.counts;
+        assert_eq!(c.submitted, 16 * 500);
+        assert_eq!(c.admitted, 16 * 500, "block mode admits everything");
+        assert_eq!(c.rejected, 0);
+        assert_eq!(c.admitted + c.rejected, c.submitted);
+        assert!(
+            sampled <= capacity,
+            "sampled depth {sampled} > capacity {capacity}"
+        );
+        assert!(
+            report.queue_depth.max <= capacity,
+            "{:?}",
+            report.queue_depth
+        );
+        assert_eq!(report.queue_depth.capacity, capacity);
+        assert_eq!(c.succeeded, c.admitted);
+        check_exactly_once(&seen, &admitted);
+    }
+}
+
+#[test]
+fn reject_mode_bound_and_accounting() {
+    for capacity in [1, 2, 64] {
+        let (report, seen, admitted, sampled) = stress(capacity, 2, AdmissionMode::Reject, 16, 500);
+        let c = &report.counts;
+        assert_eq!(c.submitted, 16 * 500);
+        assert_eq!(c.admitted + c.rejected, c.submitted, "{c:?}");
+        assert_eq!(c.admitted as usize, admitted.len());
+        assert_eq!(report.rejections.full, c.rejected);
+        assert!(sampled <= capacity);
+        assert!(report.queue_depth.max <= capacity);
+        assert_eq!(c.succeeded, c.admitted);
+        check_exactly_once(&seen, &admitted);
+        if capacity == 1 {
+            assert!(
+                c.rejected > 0,
+                "16 producers against capacity 1 must see rejections"
+            );
+        }
+    }
+}
+
+#[test]
+fn try_submit_never_blocks_and_hands_the_task_back() {
+    let (tx, rx) = mpsc::channel::<()>();
+    let gate = Arc::new(Mutex::new(rx));
+    struct Gated(Arc<Mutex<mpsc::Receiver<()>>>);
+    impl Processor for Gated {
+        fn process(&self, _: &Task, _: &Attempt) -> Result<Output, ProcessError> {
+            self.0.lock().unwrap().recv().ok();
+            Ok(Output::default())
+        }
+    }
+    let engine = Engine::start(
+        EngineConfig {
+            workers: 1,
+            capacity: 2,
+            ..Default::default()
+        },
+        Gated(gate),
+    )
+    .unwrap();
+    let s = engine.submitter();
+    s.try_submit(task("a".into())).unwrap();
+    s.try_submit(task("b".into())).unwrap();
+    match s.try_submit(task("c".into())) {
+        Err(SubmitError::Full(t)) => assert_eq!(t.id, "c"),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    tx.send(()).unwrap();
+    tx.send(()).unwrap();
+    let report = engine.shutdown();
+    assert_eq!(report.counts.admitted, 2);
+    assert_eq!(report.counts.rejected, 1);
+    assert_eq!(report.counts.submitted, 3);
+}
+
+#[test]
+fn submit_after_shutdown_began_is_closed() {
+    let engine = Engine::start(EngineConfig::default(), taskq::Noop).unwrap();
+    let s = engine.submitter();
+    engine.close();
+    match s.submit(task("late".into())) {
+        Err(SubmitError::Closed(t)) => assert_eq!(t.id, "late"),
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    let report = engine.shutdown();
+    assert_eq!(report.counts.rejected, 1);
+    assert_eq!(report.rejections.closed, 1);
+    assert_eq!(report.counts.admitted, 0);
+}
+
+#[test]
+fn task_submitted_to_a_parked_pool_runs() {
+    struct Signal(Mutex<mpsc::Sender<String>>);
+    impl Processor for Signal {
+        fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
+            self.0.lock().unwrap().send(task.id.to_string()).unwrap();
+            Ok(Output::default())
+        }
+    }
+    let (tx, rx) = mpsc::channel();
+    let engine = Engine::start(
+        EngineConfig {
+            workers: 4,
+            ..Default::default()
+        },
+        Signal(Mutex::new(tx)),
+    )
+    .unwrap();
+    let s = engine.submitter();
+    for round in 0..20 {
+        // Long enough for every worker to spin out and park.
+        thread::sleep(Duration::from_millis(10));
+        let id = format!("r{round}");
+        s.submit(task(id.clone())).unwrap();
+        // No further submission happens until this one has run: if the wake-up
+        // were lost, this would time out.
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), id);
+    }
+    drop(s);
+    assert_eq!(engine.shutdown().counts.succeeded, 20);
+}
+
+#[test]
+fn metrics_add_up() {
+    let (report, _, _, _) = stress(64, 4, AdmissionMode::Block, 8, 1000);
+    let c = &report.counts;
+    let per_worker: u64 = report.workers.iter().map(|w| w.tasks).sum();
+    assert_eq!(per_worker, c.completed());
+    assert_eq!(
+        report.latency_ms.count,
+        c.completed(),
+        "one latency sample per task"
+    );
+    assert_eq!(
+        report.service_ms.count, c.attempts,
+        "one service sample per attempt"
+    );
+    assert_eq!(c.started, c.admitted);
+    assert_eq!(c.completed(), c.admitted);
+    assert!(report.latency_ms.p50 <= report.latency_ms.p99);
+    assert!(report.latency_ms.p99 <= report.latency_ms.max);
+    assert!(report.queue_depth.mean > 0.0 && report.queue_depth.mean <= 64.0);
+    assert!(report
+        .workers
+        .iter()
+        .all(|w| (0.0..=1.0).contains(&w.busy_ratio)));
+    assert!(report.throughput_per_s > 0.0);
+}
+
+#[test]
+fn panicking_processor_fails_the_task_not_the_worker() {
+    struct Panicky;
+    impl Processor for Panicky {
+        fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
+            if task.id.ends_with('3') {
+                panic!("injected panic for {}", task.id);
+            }
+            Ok(Output::default())
+        }
+    }
+    let engine = Engine::start(
+        EngineConfig {
+            workers: 1,
+            ..Default::default()
+        },
+        Panicky,
+    )
+    .unwrap();
+    let s = engine.submitter();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    for i in 0..20 {
+        s.submit(task(i.to_string())).unwrap();
+    }
+    drop(s);
+    let report = engine.shutdown();
+    std::panic::set_hook(hook);
+    assert_eq!(report.counts.failed, 2);
+    assert_eq!(report.counts.succeeded, 18);
+    assert_eq!(report.failures[0].kind, "panic");
+}
+
+#[test]
+fn dropped_submitter_loses_nothing() {
+    let processor = Arc::new(Recording::default());
+    let engine = Engine::start(
+        EngineConfig {
+            workers: 2,
+            capacity: 10_000,
+            ..Default::default()
+        },
+        processor.clone(),
+    )
+    .unwrap();
+    let mut admitted = Vec::new();
+    for round in 0..50 {
+        let s = engine.submitter();
+        for i in 0..100 {
+            let id = format!("{round}-{i}");
+            s.submit(task(id.clone())).unwrap();
+            admitted.push(id);
+        }
+        // Dropped with tasks still in its lane.
+    }
+    let report = engine.shutdown();
+    assert_eq!(report.counts.succeeded, 5000);
+    check_exactly_once(&processor.seen.lock().unwrap(), &admitted);
+}
+
+#[test]
+fn submit_iter_admits_in_chunks_within_the_bound() {
+    let processor = Arc::new(Recording::default());
+    let engine = Engine::start(
+        EngineConfig {
+            workers: 2,
+            capacity: 100,
+            ..Default::default()
+        },
+        processor.clone(),
+    )
+    .unwrap();
+    let ids: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
+    let mut tasks = ids.iter().cloned().map(task);
+    assert_eq!(engine.submitter().submit_iter(&mut tasks), Ok(20_000));
+    let report = engine.shutdown();
+    assert!(report.queue_depth.max <= 100);
+    assert_eq!(report.counts.submitted, 20_000);
+    check_exactly_once(&processor.seen.lock().unwrap(), &ids);
+}
+
+#[test]
+fn bad_settings_are_refused_before_start() {
+    for (config, needle) in [
+        (
+            EngineConfig {
+                workers: 0,
+                ..Default::default()
+            },
+            "--workers",
+        ),
+        (
+            EngineConfig {
+                capacity: 0,
+                ..Default::default()
+            },
+            "--capacity",
+        ),
+        (
+            EngineConfig {
+                release_batch: Some(0),
+                ..Default::default()
+            },
+            "--release-batch",
+        ),
+    ] {
+        let err = Engine::start(config, taskq::Noop)
+            .err()
+            .expect("must be refused");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+}
