@@ -51,7 +51,7 @@ pub enum AdmissionMode {
 
 /// Why a slot was not reserved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum AdmitError {
+pub enum AdmitError {
     /// Depth is at capacity.
     Full,
     /// The engine stopped admitting.
@@ -61,10 +61,10 @@ pub(crate) enum AdmitError {
 /// Returned by a release or a close that brought a closed engine to depth 0.
 #[derive(Debug, PartialEq, Eq)]
 #[must_use]
-pub(crate) struct Drained;
+pub struct Drained;
 
 /// The depth counter and the producers' parking lot.
-pub(crate) struct Admission {
+pub struct Admission {
     /// Depth in the low bits, `CLOSED` in the top bit. Written by producers
     /// (CAS, +1), workers and the retry queue (`fetch_sub`, release batches) and
     /// `close` (`fetch_or`); read by all of them and by observers of the depth.
@@ -84,7 +84,7 @@ pub(crate) struct Admission {
 
 impl Admission {
     /// A counter bounding depth at `capacity` (at least 1).
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         assert!(capacity >= 1 && capacity < CLOSED, "capacity out of range");
         Admission {
             state: CachePadded::new(AtomicUsize::new(0)),
@@ -98,27 +98,27 @@ impl Admission {
     }
 
     /// The bound.
-    pub(crate) fn capacity(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Tasks held right now (a snapshot).
-    pub(crate) fn depth(&self) -> usize {
+    pub fn depth(&self) -> usize {
         self.state.load(Acquire) & DEPTH
     }
 
     /// Highest depth reached so far.
-    pub(crate) fn max_depth(&self) -> usize {
+    pub fn max_depth(&self) -> usize {
         self.max_depth.load(Relaxed)
     }
 
     /// True once closed.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.state.load(Acquire) & CLOSED != 0
     }
 
     /// True once closed with nothing held.
-    pub(crate) fn is_drained(&self) -> bool {
+    pub fn is_drained(&self) -> bool {
         // SeqCst: read inside a worker's sleep re-check, which must be ordered after
         // its announcement of sleep (see `scheduler::sleep`).
         self.state.load(SeqCst) == CLOSED
@@ -126,14 +126,14 @@ impl Admission {
 
     /// Reserves a slot without blocking.
     #[inline]
-    pub(crate) fn try_acquire(&self) -> Result<(), AdmitError> {
+    pub fn try_acquire(&self) -> Result<(), AdmitError> {
         self.try_acquire_many(1).map(|_| ())
     }
 
     /// Reserves between 1 and `max` slots (as many as there is room for) without
     /// blocking; returns how many.
     #[inline]
-    pub(crate) fn try_acquire_many(&self, max: usize) -> Result<usize, AdmitError> {
+    pub fn try_acquire_many(&self, max: usize) -> Result<usize, AdmitError> {
         debug_assert!(max >= 1);
         // SeqCst: the load and the CAS pair with a releaser's `fetch_sub` and its
         // read of `waiters` (store-load pair, see the module docs).
@@ -167,7 +167,7 @@ impl Admission {
     /// Spins for a few microseconds first (a slot usually frees up within one
     /// task's time), then sleeps on a condition variable until a release
     /// notifies it, or the engine closes.
-    pub(crate) fn acquire(&self) -> Result<(), AdmitError> {
+    pub fn acquire(&self) -> Result<(), AdmitError> {
         self.acquire_many(1).map(|_| ())
     }
 
@@ -178,7 +178,7 @@ impl Admission {
     /// the capacity in one go, so a producer faster than the workers costs one
     /// park/wake cycle per `capacity / 2` tasks instead of one per task, and
     /// burns no CPU the workers need while it waits.
-    pub(crate) fn acquire_many(&self, max: usize) -> Result<usize, AdmitError> {
+    pub fn acquire_many(&self, max: usize) -> Result<usize, AdmitError> {
         match self.try_acquire_many(max) {
             Err(AdmitError::Full) => {}
             done => return done,
@@ -204,7 +204,7 @@ impl Admission {
     /// (see [`acquire_many`](Self::acquire_many)). Every admitted task is
     /// eventually released, so the depth always gets there: no producer waits
     /// forever while there is room.
-    pub(crate) fn release(&self, n: usize) -> Option<Drained> {
+    pub fn release(&self, n: usize) -> Option<Drained> {
         if n == 0 {
             return None;
         }
@@ -221,7 +221,7 @@ impl Admission {
 
     /// Stops admission. Blocked producers wake and get [`AdmitError::Closed`].
     /// Returns [`Drained`] if nothing was held at that moment.
-    pub(crate) fn close(&self) -> Option<Drained> {
+    pub fn close(&self) -> Option<Drained> {
         let prev = self.state.fetch_or(CLOSED, SeqCst);
         {
             let _guard = lock(&self.lock);
@@ -234,14 +234,14 @@ impl Admission {
 /// A worker's pending releases: completions are counted locally and handed to
 /// [`Admission::release`] in batches, so the shared word is touched once per
 /// batch instead of once per task.
-pub(crate) struct ReleaseBatch {
+pub struct ReleaseBatch {
     pending: usize,
     threshold: usize,
 }
 
 impl ReleaseBatch {
     /// Batches of `threshold` (at least 1).
-    pub(crate) fn new(threshold: usize) -> Self {
+    pub fn new(threshold: usize) -> Self {
         ReleaseBatch {
             pending: 0,
             threshold: threshold.max(1),
@@ -250,13 +250,13 @@ impl ReleaseBatch {
 
     /// The batch size that keeps a bound of `capacity` responsive with `workers`
     /// workers: a worker never sits on more than a small share of the capacity.
-    pub(crate) fn threshold_for(capacity: usize, workers: usize) -> usize {
+    pub fn threshold_for(capacity: usize, workers: usize) -> usize {
         (capacity / (4 * workers.max(1))).clamp(1, 64)
     }
 
     /// Counts one completion; releases the batch when it is full.
     #[inline]
-    pub(crate) fn add(&mut self, admission: &Admission) -> Option<Drained> {
+    pub fn add(&mut self, admission: &Admission) -> Option<Drained> {
         self.pending += 1;
         if self.pending >= self.threshold {
             self.flush(admission)
@@ -266,7 +266,7 @@ impl ReleaseBatch {
     }
 
     /// Releases whatever is pending (before a worker idles or exits).
-    pub(crate) fn flush(&mut self, admission: &Admission) -> Option<Drained> {
+    pub fn flush(&mut self, admission: &Admission) -> Option<Drained> {
         let n = std::mem::take(&mut self.pending);
         admission.release(n)
     }

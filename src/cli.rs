@@ -78,6 +78,7 @@ pub struct RunArgs {
     /// (about 2 µs of hashing).
     #[arg(long, value_enum, default_value_t = ProcessorKind::Simulated)]
     pub processor: ProcessorKind,
+    /// Settings of the simulated processor.
     #[command(flatten)]
     pub simulated: SimulatedArgs,
 }

@@ -44,6 +44,15 @@ pub(crate) mod scheduler;
 pub(crate) mod sync;
 pub mod task;
 
+/// The engine's internal building blocks, exported for the criterion benches
+/// and the loom models only. Not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::admission::{Admission, AdmitError, Drained, ReleaseBatch};
+    pub use crate::scheduler::sleep::Sleep;
+    pub use crate::scheduler::{Lane, LaneView, Scheduler, Source};
+}
+
 pub use admission::AdmissionMode;
 pub use config::{EngineConfig, PinMode};
 pub use engine::{Engine, Progress, ProgressHandle, SubmitError, Submitter};

@@ -25,7 +25,7 @@ use crate::sync::{lock, CachePadded, Mutex};
 use sleep::Sleep;
 
 /// Shared queues and the parking lot.
-pub(crate) struct Scheduler<T> {
+pub struct Scheduler<T> {
     injector: Injector<T>,
     /// Stealers of the workers' deques, by worker index.
     stealers: Box<[Stealer<T>]>,
@@ -43,19 +43,26 @@ struct LaneList<T> {
 }
 
 /// A producer's own queue (see the module docs).
-pub(crate) struct Lane<T> {
+pub struct Lane<T> {
     id: u64,
     deque: Worker<T>,
 }
 
 /// A worker's cached copy of the lane list.
-pub(crate) struct LaneView<T> {
+pub struct LaneView<T> {
     version: usize,
     stealers: Vec<Stealer<T>>,
 }
 
+impl<T> Default for LaneView<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<T> LaneView<T> {
-    pub(crate) fn new() -> Self {
+    /// An empty view; the first [`Scheduler::find`] fills it.
+    pub fn new() -> Self {
         LaneView {
             version: usize::MAX,
             stealers: Vec::new(),
@@ -65,17 +72,21 @@ impl<T> LaneView<T> {
 
 /// Where a worker found its next item.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Source {
+pub enum Source {
+    /// The worker's own deque.
     Local,
+    /// A producer's lane.
     Lane,
+    /// The global injector.
     Injector,
+    /// A sibling worker's deque (a steal).
     Sibling,
 }
 
 impl<T> Scheduler<T> {
     /// A scheduler for `workers` workers, and their local deques (index `i` goes
     /// to worker `i`).
-    pub(crate) fn new(workers: usize) -> (Self, Vec<Worker<T>>) {
+    pub fn new(workers: usize) -> (Self, Vec<Worker<T>>) {
         let locals: Vec<Worker<T>> = (0..workers).map(|_| Worker::new_fifo()).collect();
         let stealers = locals.iter().map(Worker::stealer).collect();
         (
@@ -94,7 +105,7 @@ impl<T> Scheduler<T> {
     }
 
     /// A new producer lane, visible to workers from now on.
-    pub(crate) fn open_lane(&self) -> Lane<T> {
+    pub fn open_lane(&self) -> Lane<T> {
         let deque = Worker::new_fifo();
         let mut lanes = lock(&self.lanes);
         let id = lanes.next_id;
@@ -106,7 +117,7 @@ impl<T> Scheduler<T> {
 
     /// Closes a lane: what is left in it moves to the injector, then the lane
     /// leaves the list. Nothing in it is lost.
-    pub(crate) fn close_lane(&self, lane: Lane<T>) {
+    pub fn close_lane(&self, lane: Lane<T>) {
         let mut moved = false;
         while let Some(item) = lane.deque.pop() {
             self.injector.push(item);
@@ -124,14 +135,14 @@ impl<T> Scheduler<T> {
 
     /// Publishes an item on a lane and wakes a parked worker if there is one.
     #[inline]
-    pub(crate) fn push_lane(&self, lane: &Lane<T>, item: T) {
+    pub fn push_lane(&self, lane: &Lane<T>, item: T) {
         lane.deque.push(item);
         self.sleep.notify_one();
     }
 
     /// Publishes several items on a lane, then wakes a parked worker once.
     #[inline]
-    pub(crate) fn push_lane_all(&self, lane: &Lane<T>, items: impl Iterator<Item = T>) {
+    pub fn push_lane_all(&self, lane: &Lane<T>, items: impl Iterator<Item = T>) {
         for item in items {
             lane.deque.push(item);
         }
@@ -139,13 +150,13 @@ impl<T> Scheduler<T> {
     }
 
     /// Publishes an item on the injector and wakes a parked worker if there is one.
-    pub(crate) fn push(&self, item: T) {
+    pub fn push(&self, item: T) {
         self.injector.push(item);
         self.sleep.notify_one();
     }
 
     /// True if any queue holds an item (`SeqCst` reads; used in sleep re-checks).
-    pub(crate) fn has_work(&self) -> bool {
+    pub fn has_work(&self) -> bool {
         !self.injector.is_empty()
             || self.stealers.iter().any(|s| !s.is_empty())
             || lock(&self.lanes).list.iter().any(|(_, s)| !s.is_empty())
@@ -166,7 +177,7 @@ impl<T> Scheduler<T> {
     ///
     /// `rng` is the worker's random state, used to rotate the victim order;
     /// `view` its cached lane list.
-    pub(crate) fn find(
+    pub fn find(
         &self,
         index: usize,
         local: &Worker<T>,

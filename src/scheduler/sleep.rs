@@ -33,7 +33,7 @@ use crate::sync::atomic::{fence, AtomicUsize, Ordering::SeqCst};
 use crate::sync::{lock, wait, CachePadded, Condvar, Mutex};
 
 /// The parking lot of a pool's workers.
-pub(crate) struct Sleep {
+pub struct Sleep {
     /// Workers between step 2 and their withdrawal. Written by workers under
     /// `lock`; read by notifiers.
     sleepers: CachePadded<AtomicUsize>,
@@ -41,8 +41,15 @@ pub(crate) struct Sleep {
     wake: Condvar,
 }
 
+impl Default for Sleep {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Sleep {
-    pub(crate) fn new() -> Self {
+    /// A parking lot with nobody in it.
+    pub fn new() -> Self {
         Sleep {
             sleepers: CachePadded::new(AtomicUsize::new(0)),
             lock: Mutex::new(()),
@@ -53,7 +60,7 @@ impl Sleep {
     /// Parks the calling worker unless `ready()` (work available, or the run is
     /// over) holds once it has announced itself. May return spuriously: callers
     /// loop and look for work again.
-    pub(crate) fn sleep(&self, ready: impl Fn() -> bool) {
+    pub fn sleep(&self, ready: impl Fn() -> bool) {
         let guard = lock(&self.lock);
         self.sleepers.fetch_add(1, SeqCst);
         if ready() {
@@ -67,7 +74,7 @@ impl Sleep {
 
     /// Wakes one parked worker, if any. Call after publishing the work.
     #[inline]
-    pub(crate) fn notify_one(&self) {
+    pub fn notify_one(&self) {
         // SeqCst fence: orders the caller's publish before the read of `sleepers`.
         fence(SeqCst);
         if self.sleepers.load(SeqCst) > 0 {
@@ -77,14 +84,14 @@ impl Sleep {
     }
 
     /// Wakes every parked worker (end of the run).
-    pub(crate) fn notify_all(&self) {
+    pub fn notify_all(&self) {
         fence(SeqCst);
         let _guard = lock(&self.lock);
         self.wake.notify_all();
     }
 
     /// Workers parked (or about to park) right now.
-    pub(crate) fn sleepers(&self) -> usize {
+    pub fn sleepers(&self) -> usize {
         self.sleepers.load(SeqCst)
     }
 }

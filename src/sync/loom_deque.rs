@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use super::{lock, Arc, Mutex};
 
 /// Outcome of a steal, as in `crossbeam-deque`.
-pub(crate) enum Steal<T> {
+pub enum Steal<T> {
     /// The queue was empty.
     Empty,
     /// One item was taken.
@@ -42,62 +42,62 @@ fn move_batch<T>(src: &Mutex<VecDeque<T>>, dest: &Worker<T>) -> Steal<T> {
 }
 
 /// The global FIFO queue.
-pub(crate) struct Injector<T> {
+pub struct Injector<T> {
     q: Mutex<VecDeque<T>>,
 }
 
 impl<T> Injector<T> {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Injector {
             q: Mutex::new(VecDeque::new()),
         }
     }
-    pub(crate) fn push(&self, t: T) {
+    pub fn push(&self, t: T) {
         lock(&self.q).push_back(t);
     }
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         lock(&self.q).is_empty()
     }
     #[allow(dead_code)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         lock(&self.q).len()
     }
-    pub(crate) fn steal_batch_and_pop(&self, dest: &Worker<T>) -> Steal<T> {
+    pub fn steal_batch_and_pop(&self, dest: &Worker<T>) -> Steal<T> {
         move_batch(&self.q, dest)
     }
 }
 
 /// A worker's own queue.
-pub(crate) struct Worker<T> {
+pub struct Worker<T> {
     q: Arc<Mutex<VecDeque<T>>>,
 }
 
 impl<T> Worker<T> {
-    pub(crate) fn new_fifo() -> Self {
+    pub fn new_fifo() -> Self {
         Worker {
             q: Arc::new(Mutex::new(VecDeque::new())),
         }
     }
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         lock(&self.q).is_empty()
     }
-    pub(crate) fn pop(&self) -> Option<T> {
+    pub fn pop(&self) -> Option<T> {
         lock(&self.q).pop_front()
     }
     #[allow(dead_code)]
-    pub(crate) fn push(&self, t: T) {
+    pub fn push(&self, t: T) {
         lock(&self.q).push_back(t);
     }
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         lock(&self.q).len()
     }
-    pub(crate) fn stealer(&self) -> Stealer<T> {
+    pub fn stealer(&self) -> Stealer<T> {
         Stealer { q: self.q.clone() }
     }
 }
 
 /// Another worker's handle on a worker's queue.
-pub(crate) struct Stealer<T> {
+pub struct Stealer<T> {
     q: Arc<Mutex<VecDeque<T>>>,
 }
 
@@ -108,10 +108,10 @@ impl<T> Clone for Stealer<T> {
 }
 
 impl<T> Stealer<T> {
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         lock(&self.q).is_empty()
     }
-    pub(crate) fn steal_batch_and_pop(&self, dest: &Worker<T>) -> Steal<T> {
+    pub fn steal_batch_and_pop(&self, dest: &Worker<T>) -> Steal<T> {
         move_batch(&self.q, dest)
     }
 }

@@ -19,10 +19,10 @@ pub(crate) use crossbeam_utils::CachePadded;
 /// Threads: `std::thread` normally, `loom::thread` in models.
 pub(crate) mod thread {
     #[cfg(not(feature = "loom"))]
-    pub(crate) use std::thread::{yield_now, Builder, JoinHandle};
+    pub(crate) use std::thread::{Builder, JoinHandle};
 
     #[cfg(feature = "loom")]
-    pub(crate) use loom::thread::{yield_now, Builder, JoinHandle};
+    pub(crate) use loom::thread::{Builder, JoinHandle};
 }
 
 /// Work-stealing deques: `crossbeam-deque` normally, [`loom_deque`] in models.
