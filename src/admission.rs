@@ -44,7 +44,7 @@ pub enum AdmissionMode {
     /// Park the producer until there is room (no spinning while it waits).
     #[default]
     Block,
-    /// Refuse at once with [`SubmitError::Full`](crate::SubmitError::Full) and
+    /// Refuse at once (the task is handed back as `SubmitError::Full`) and
     /// count a rejection.
     Reject,
 }
@@ -85,7 +85,7 @@ pub struct Admission {
 impl Admission {
     /// A counter bounding depth at `capacity` (at least 1).
     pub fn new(capacity: usize) -> Self {
-        assert!(capacity >= 1 && capacity < CLOSED, "capacity out of range");
+        assert!((1..CLOSED).contains(&capacity), "capacity out of range");
         Admission {
             state: CachePadded::new(AtomicUsize::new(0)),
             waiters: CachePadded::new(AtomicUsize::new(0)),

@@ -6,9 +6,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::admission::AdmissionMode;
 use crate::config::{EngineConfig, PinMode};
+use crate::error::Error;
 use crate::generate::{GenerateOptions, OutputFormat};
+use crate::idempotency::{Durability, StoreConfig};
 use crate::input::InputFormat;
+use crate::processor::ErrorClass;
 use crate::processor::SimulatedConfig;
+use crate::retry::RetryPolicy;
 use crate::runner::{ProcessorKind, RunConfig};
 
 /// taskq: a bounded, work-stealing task-queue engine for image-variant jobs.
@@ -24,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the tasks of a file (JSON array or NDJSON) and report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Write a deterministic task file for tests and benchmarks.
     Generate(GenerateArgs),
 }
@@ -81,22 +85,99 @@ pub struct RunArgs {
     /// Settings of the simulated processor.
     #[command(flatten)]
     pub simulated: SimulatedArgs,
+    /// Idempotency and persistence.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Retries and timeouts.
+    #[command(flatten)]
+    pub retry: RetryArgs,
+}
+
+/// Idempotency and persistence settings.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// SQLite database holding the task records and dead letters.
+    #[arg(long, default_value = "taskq.db", value_name = "PATH")]
+    pub db: PathBuf,
+    /// Run without a database: no idempotency, no records, no dead-letter queue.
+    #[arg(long, conflicts_with = "db")]
+    pub no_db: bool,
+    /// `batch`: records committed in batches, a crash may redo the last batch;
+    /// `group-commit`: a task is done only once its record is committed (fsync).
+    #[arg(long, value_enum, default_value_t = Durability::Batch)]
+    pub durability: Durability,
+    /// Records per committed batch, at most.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+    /// Commit a batch at most this long after its first record.
+    #[arg(long, default_value_t = 10, value_name = "MS")]
+    pub batch_ms: u64,
+    /// Committed keys kept in the in-memory hot cache.
+    #[arg(long, default_value_t = 100_000, value_name = "KEYS")]
+    pub cache_capacity: usize,
+    /// How long to wait for a database locked by another process.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    pub busy_timeout_ms: u64,
+}
+
+/// Retry and timeout settings.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Retries of a transiently failed task (so at most this + 1 attempts).
+    #[arg(long, default_value_t = 3)]
+    pub max_retries: u32,
+    /// Backoff base: the delay after attempt n is drawn from [0, min(max, base·2^(n−1))).
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    pub backoff_base_ms: u64,
+    /// Backoff cap.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    pub backoff_max_ms: u64,
+    /// An attempt running longer than this fails as a transient timeout.
+    #[arg(long, value_name = "MS")]
+    pub task_timeout_ms: Option<u64>,
+    /// At shutdown, wait at most this long for admitted work, then dead-letter
+    /// what has not run (kind `shutdown`). Default: wait for everything.
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub shutdown_timeout: Option<f64>,
+    /// How a panicking processor's attempt is classed.
+    #[arg(long, value_enum, default_value_t = ErrorClass::Permanent)]
+    pub panic_class: ErrorClass,
 }
 
 /// The simulated processor's settings.
 #[derive(Debug, Args)]
 pub struct SimulatedArgs {
     /// Simulated I/O time per attempt, milliseconds.
-    #[arg(long, default_value_t = 30.0, value_name = "MS")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 30.0,
+        value_name = "MS"
+    )]
     pub latency_ms: f64,
     /// Each attempt's latency is drawn uniformly from latency ± jitter.
-    #[arg(long, default_value_t = 0.0, value_name = "MS")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.0,
+        value_name = "MS"
+    )]
     pub jitter_ms: f64,
     /// Share of attempts failing transiently (0..1), seeded per key and attempt.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.0,
+        value_name = "P"
+    )]
     pub transient_rate: f64,
     /// Share of keys failing permanently (0..1), seeded per key.
-    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.0,
+        value_name = "P"
+    )]
     pub permanent_rate: f64,
     /// Seed of every simulated draw.
     #[arg(long, default_value_t = 0)]
@@ -121,10 +202,26 @@ impl SimulatedArgs {
 }
 
 impl RunArgs {
-    /// The run configuration these arguments give (validated by
+    /// The run configuration these arguments give (further validated by
     /// [`RunConfig::validate`] when run).
-    pub fn to_config(&self) -> RunConfig {
-        RunConfig {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a setting that cannot even be converted.
+    pub fn to_config(&self) -> Result<RunConfig, Error> {
+        let shutdown_timeout_ms = match self.retry.shutdown_timeout {
+            None => None,
+            Some(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => {
+                Some((s * 1000.0).round() as u64)
+            }
+            Some(s) => {
+                return Err(Error::config(
+                    "shutdown-timeout",
+                    format!("must be between 0 and 86400 seconds, got {s}"),
+                ))
+            }
+        };
+        Ok(RunConfig {
             tasks: self.tasks.clone(),
             format: match self.format {
                 FormatArg::Auto => InputFormat::Auto,
@@ -139,11 +236,28 @@ impl RunArgs {
                 admission: self.admission,
                 pin: self.pin,
                 release_batch: None,
+                store: (!self.store.no_db).then(|| StoreConfig {
+                    path: self.store.db.clone(),
+                    durability: self.store.durability,
+                    batch_size: self.store.batch_size,
+                    batch_ms: self.store.batch_ms,
+                    cache_capacity: self.store.cache_capacity,
+                    busy_timeout_ms: self.store.busy_timeout_ms,
+                }),
+                retry: RetryPolicy {
+                    max_retries: self.retry.max_retries,
+                    backoff_base_ms: self.retry.backoff_base_ms,
+                    backoff_max_ms: self.retry.backoff_max_ms,
+                    seed: self.simulated.seed,
+                },
+                task_timeout_ms: self.retry.task_timeout_ms,
+                shutdown_timeout_ms,
+                panic_class: self.retry.panic_class,
             },
             processor: self.processor,
             simulated: self.simulated.to_config(),
             progress: !self.no_progress,
-        }
+        })
     }
 }
 

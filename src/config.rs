@@ -4,6 +4,9 @@ use serde::Serialize;
 
 use crate::admission::AdmissionMode;
 use crate::error::Error;
+use crate::idempotency::StoreConfig;
+use crate::processor::ErrorClass;
+use crate::retry::RetryPolicy;
 
 /// Largest accepted worker count.
 pub const MAX_WORKERS: usize = 1024;
@@ -50,6 +53,18 @@ pub struct EngineConfig {
     /// Completions a worker batches before releasing their admission slots;
     /// `None` picks `capacity / (4 × workers)`, clamped to 1..=64.
     pub release_batch: Option<usize>,
+    /// Idempotency and persistence; `None` runs without them (every task is
+    /// processed, nothing is recorded, failures are not dead-lettered).
+    pub store: Option<StoreConfig>,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// An attempt running longer than this is a transient `timeout`.
+    pub task_timeout_ms: Option<u64>,
+    /// How long shutdown waits for the drain before dead-lettering what is left
+    /// with kind `shutdown`; `None` waits for everything.
+    pub shutdown_timeout_ms: Option<u64>,
+    /// How a processor panic is classed (permanent: a panic is a bug, not a hiccup).
+    pub panic_class: ErrorClass,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +75,11 @@ impl Default for EngineConfig {
             admission: AdmissionMode::Block,
             pin: PinMode::Auto,
             release_batch: None,
+            store: None,
+            retry: RetryPolicy::default(),
+            task_timeout_ms: None,
+            shutdown_timeout_ms: None,
+            panic_class: ErrorClass::Permanent,
         }
     }
 }
@@ -96,6 +116,16 @@ impl EngineConfig {
                     ),
                 ));
             }
+        }
+        if let Some(store) = &self.store {
+            store.validate()?;
+        }
+        self.retry.validate()?;
+        if self.task_timeout_ms == Some(0) {
+            return Err(Error::config(
+                "task-timeout-ms",
+                "must be at least 1, got 0",
+            ));
         }
         Ok(())
     }

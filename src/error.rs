@@ -16,14 +16,17 @@ pub enum Error {
     /// The task input is unreadable or malformed.
     #[error(transparent)]
     Input(#[from] crate::input::InputError),
+    /// The idempotency store could not be opened, read or written.
+    #[error(transparent)]
+    Store(#[from] crate::idempotency::StoreError),
     /// A file or thread could not be opened, written or started.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
-        /// The operating system's error.
-        #[source]
-        source: io::Error,
+        /// The operating system's error (part of the message, not a separate
+        /// `source`, so that `{:#}` states it once).
+        cause: io::Error,
     },
 }
 
@@ -35,10 +38,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, cause: io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            cause,
         }
     }
 }

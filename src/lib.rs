@@ -36,9 +36,11 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod generate;
+pub mod idempotency;
 pub mod input;
 pub mod metrics;
 pub mod processor;
+pub mod retry;
 pub mod runner;
 pub(crate) mod scheduler;
 pub(crate) mod sync;
@@ -55,10 +57,14 @@ pub mod internals {
 
 pub use admission::AdmissionMode;
 pub use config::{EngineConfig, PinMode};
-pub use engine::{Engine, Progress, ProgressHandle, SubmitError, Submitter};
+pub use engine::{
+    Engine, EngineBuilder, Observer, Outcome, Progress, ProgressHandle, SubmitError, Submitter,
+};
 pub use error::Error;
+pub use idempotency::{Durability, StoreConfig};
 pub use metrics::{Report, RunStatus};
 pub use processor::{
     Attempt, CpuHash, ErrorClass, Noop, Output, ProcessError, Processor, Simulated, SimulatedConfig,
 };
+pub use retry::RetryPolicy;
 pub use task::{Size, Task, TaskError};

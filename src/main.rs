@@ -1,14 +1,14 @@
 //! The `taskq` command: parse, run, print the report, exit.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, ErrorKind, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use taskq::cli::{Cli, Command};
-use taskq::Report;
+use taskq::{Report, RunStatus};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,6 +17,13 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(err) => {
+            // A closed stdout (`taskq … | head`) is the reader's choice, not an error.
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
@@ -27,21 +34,40 @@ fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
-            let config = args.to_config();
+            let config = args.to_config()?;
+            if let Some(p) = args.report.as_deref().filter(|p| p.as_os_str() != "-") {
+                // Fail before any work starts, not after it, if the report cannot be written.
+                let dir = p
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let (tmp, _) = tempfile_in(dir, p)
+                    .with_context(|| format!("cannot write report {}", p.display()))?;
+                let _ = std::fs::remove_file(tmp);
+            }
             let report = taskq::runner::run(&config)?;
+            if report.status == RunStatus::Failed {
+                for e in &report.errors {
+                    eprintln!("error: {e}");
+                }
+            }
             emit(&report, args.report.as_deref())?;
             Ok(ExitCode::from(taskq::runner::exit_code(&report)))
         }
         Command::Generate(args) => {
             let opts = args.to_options();
+            opts.validate()?;
             let written = if args.out.as_os_str() == "-" {
                 taskq::generate::write_tasks(&opts, std::io::stdout().lock())
             } else {
                 let file = File::create(&args.out)
                     .with_context(|| format!("cannot create {}", args.out.display()))?;
                 taskq::generate::write_tasks(&opts, BufWriter::new(file))
-            }
-            .with_context(|| format!("cannot write {}", args.out.display()))?;
+            };
+            let written = match written {
+                Err(e) if e.kind() == ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+                other => other.with_context(|| format!("cannot write {}", args.out.display()))?,
+            };
             if args.out.as_os_str() != "-" {
                 eprintln!("wrote {written} tasks to {}", args.out.display());
             }
@@ -52,18 +78,49 @@ fn run() -> anyhow::Result<ExitCode> {
 
 /// Prints the summary (or the JSON, with `--report -`) and writes the report file.
 fn emit(report: &Report, path: Option<&Path>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     match path {
-        Some(p) if p.as_os_str() == "-" => println!("{}", report.to_json()),
+        Some(p) if p.as_os_str() == "-" => writeln!(out, "{}", report.to_json())?,
         Some(p) => {
-            println!("{}", report.summary());
-            let mut f =
-                File::create(p).with_context(|| format!("cannot write report {}", p.display()))?;
-            f.write_all(report.to_json().as_bytes())
-                .and_then(|()| f.write_all(b"\n"))
-                .with_context(|| format!("cannot write report {}", p.display()))?;
-            println!("report: {}", p.display());
+            writeln!(out, "{}", report.summary())?;
+            write_report(report, p)?;
+            writeln!(out, "report: {}", p.display())?;
         }
-        None => println!("{}", report.summary()),
+        None => writeln!(out, "{}", report.summary())?,
     }
     Ok(())
+}
+
+/// Writes the report through a temporary file renamed into place, readable by
+/// its owner only, so that a reader never sees half a report.
+fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
+    let context = || format!("cannot write report {}", path.display());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile_in(dir, path).with_context(context)?;
+    tmp.1
+        .write_all(report.to_json().as_bytes())
+        .and_then(|()| tmp.1.write_all(b"\n"))
+        .and_then(|()| tmp.1.sync_all())
+        .with_context(context)?;
+    std::fs::rename(&tmp.0, path).with_context(context)?;
+    Ok(())
+}
+
+fn tempfile_in(dir: &Path, target: &Path) -> std::io::Result<(std::path::PathBuf, File)> {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    Ok((tmp.clone(), options.open(&tmp)?))
 }

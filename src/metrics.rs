@@ -51,6 +51,10 @@ pub(crate) struct Recorder {
     pub(crate) retries_by_attempt: BTreeMap<u32, u64>,
     /// Σ time tasks waited in the retry queue, nanoseconds.
     pub(crate) retry_wait_ns: u128,
+    /// Hot-cache misses the Bloom filter could not rule out (store lookups).
+    pub(crate) history_lookups: u64,
+    /// Lookups that found the key recorded.
+    pub(crate) history_hits: u64,
     pub(crate) latency: Histogram<u64>,
     pub(crate) service: Histogram<u64>,
 }
@@ -71,6 +75,8 @@ impl Recorder {
             failures: BTreeMap::new(),
             retries_by_attempt: BTreeMap::new(),
             retry_wait_ns: 0,
+            history_lookups: 0,
+            history_hits: 0,
             latency: new_histogram(),
             service: new_histogram(),
         }
@@ -123,6 +129,8 @@ impl Recorder {
             *self.retries_by_attempt.entry(*k).or_insert(0) += v;
         }
         self.retry_wait_ns += other.retry_wait_ns;
+        self.history_lookups += other.history_lookups;
+        self.history_hits += other.history_hits;
         self.latency
             .add(&other.latency)
             .expect("histograms share bounds");
@@ -324,8 +332,35 @@ pub struct Report {
     pub invalid_tasks: Vec<InvalidTask>,
     /// Run-level errors (input stopped mid-stream, storage failures).
     pub errors: Vec<String>,
+    /// Idempotency and persistence, when a store is used.
+    pub store: Option<StoreReport>,
     /// Every setting used.
     pub config: serde_json::Value,
+}
+
+/// Idempotency and persistence numbers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct StoreReport {
+    /// The database.
+    pub path: String,
+    /// `batch` or `group-commit`.
+    pub durability: String,
+    /// Succeeded keys in the history when the run started.
+    pub history_keys: u64,
+    /// Memory of the Bloom filter over recorded keys, bytes.
+    pub bloom_bytes: usize,
+    /// Committed keys the hot cache keeps at most.
+    pub cache_capacity: usize,
+    /// Entries in the hot cache at the end.
+    pub cache_entries: usize,
+    /// Hot-cache misses looked up in the store (the Bloom filter said "maybe").
+    pub lookups: u64,
+    /// Lookups that found the key recorded (duplicates of earlier runs).
+    pub lookup_hits: u64,
+    /// Tasks completed by the writer after their commit (group commit).
+    pub completed_by_writer: u64,
+    /// The writer's numbers.
+    pub writer: crate::idempotency::writer::WriterReport,
 }
 
 /// Input records kept in a report's `invalid_tasks`, at most.

@@ -18,7 +18,19 @@ mod simulated;
 pub use simulated::{CpuHash, Simulated, SimulatedConfig};
 
 /// Whether a failure is worth retrying.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorClass {
     /// Might succeed if tried again: timeouts, temporarily unavailable, I/O hiccups.

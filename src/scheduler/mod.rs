@@ -218,7 +218,7 @@ impl<T> Scheduler<T> {
     /// parked, wake it so it can steal from us.
     #[inline]
     fn share_surplus(&self, local: &Worker<T>) {
-        if local.len() > 0 && self.sleep.sleepers() > 0 {
+        if !local.is_empty() && self.sleep.sleepers() > 0 {
             self.sleep.notify_one();
         }
     }

@@ -37,11 +37,10 @@ pub(crate) fn run(
             continue;
         }
         last_end = None;
-        // Idle. Give back the slots this worker holds at once, so that a blocked
-        // producer, or shutdown waiting for the drain, does not wait on us.
-        if ctx.release.flush(&shared.admission).is_some() {
-            shared.on_drained();
-        }
+        // Idle. Hand over buffered records and held slots at once, so that the
+        // writer, a blocked producer, or shutdown waiting for the drain, does not
+        // wait on us.
+        shared.idle(&mut ctx);
         let backoff = Backoff::new();
         while !backoff.is_completed() {
             backoff.snooze();

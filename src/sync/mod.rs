@@ -37,7 +37,11 @@ pub(crate) mod deque {
 #[cfg(feature = "loom")]
 pub(crate) mod loom_deque;
 
+#[cfg(feature = "loom")]
+pub(crate) mod fault;
+
 mod backoff;
+pub(crate) mod map;
 pub(crate) use backoff::Backoff;
 
 /// Locks a mutex, treating poisoning as recoverable: every protected state in the

@@ -1,0 +1,393 @@
+//! Runs one engine once over a batch of tasks and measures it from outside.
+//!
+//! # Steps
+//!
+//! 1. Start the engine (taskq: `Engine::start`; baseline and classic: build the
+//!    queue, and spawn the workers unless the batch is queued first).
+//! 2. Split the tasks among the producer threads, which wait on a barrier.
+//! 3. Release the barrier; the clock starts.
+//! 4. Join the producers. Under `--queue-first` this ends the enqueue phase:
+//!    the clock restarts and the workers are let go (taskq: the gate opens;
+//!    the others: the workers spawn).
+//! 5. Shut down / finish: every task completes and the workers exit; the
+//!    clock stops.
+//! 6. Build the [`Sample`]: taskq's own report for latency and depth, the
+//!    observers' recorded times for baseline and classic.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::workload::split;
+use super::{BenchError, EngineKind, Sample, Scenario};
+use crate::baseline::{
+    Baseline, BaselineConfig, BaselineProducer, Classic, ClassicConfig, ClassicProducer, Job,
+    Observer,
+};
+use crate::config::EngineConfig;
+use crate::engine::Engine;
+use crate::metrics::{Percentiles, Recorder};
+use crate::processor::{Attempt, Output, ProcessError, Processor};
+use crate::task::Task;
+
+/// How taskq's producers hand it their tasks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SubmitStyle {
+    /// `Submitter::submit_iter`: admission slots reserved in chunks.
+    #[default]
+    Batch,
+    /// `Submitter::submit`, one task at a time (as baseline and classic, which
+    /// have no batch API, always do).
+    Each,
+}
+
+/// Runs `engine` once over `tasks` (the caller's fresh copy) under `scenario`.
+///
+/// # Errors
+///
+/// [`BenchError`] when the engine cannot start.
+pub fn run_once(
+    engine: EngineKind,
+    scenario: &Scenario,
+    processor: &Arc<dyn Processor>,
+    tasks: Vec<Task>,
+) -> Result<Sample, BenchError> {
+    match engine {
+        EngineKind::Taskq => run_taskq(scenario, processor, tasks),
+        EngineKind::Baseline => {
+            let pool = Baseline::new(
+                BaselineConfig {
+                    workers: scenario.workers,
+                    idle_poll: Duration::from_millis(1),
+                },
+                processor.clone(),
+                quanta::Clock::new(),
+            );
+            run_pool(scenario, pool, tasks)
+        }
+        EngineKind::Classic => {
+            let pool = Classic::new(
+                ClassicConfig {
+                    workers: scenario.workers,
+                    capacity: scenario.effective_capacity(),
+                },
+                processor.clone(),
+                quanta::Clock::new(),
+            );
+            run_pool(scenario, pool, tasks)
+        }
+    }
+}
+
+/// Holds workers until the batch is queued (`--queue-first` for taskq, whose
+/// workers start with the engine).
+struct Gate {
+    /// Fast path once open. Written once by `open`, read by every task.
+    is_open: AtomicBool,
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn new() -> Self {
+        Gate {
+            is_open: AtomicBool::new(false),
+            open: Mutex::new(false),
+            opened: Condvar::new(),
+        }
+    }
+
+    fn wait(&self) {
+        // Acquire: pairs with the Release in `open`.
+        if self.is_open.load(Ordering::Acquire) {
+            return;
+        }
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        while !*open {
+            open = self.opened.wait(open).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.is_open.store(true, Ordering::Release);
+        self.opened.notify_all();
+    }
+}
+
+/// A processor that waits for its [`Gate`] before every task.
+struct Gated {
+    inner: Arc<dyn Processor>,
+    gate: Arc<Gate>,
+}
+
+impl Processor for Gated {
+    fn process(&self, task: &Task, attempt: &Attempt) -> Result<Output, ProcessError> {
+        self.gate.wait();
+        self.inner.process(task, attempt)
+    }
+}
+
+/// Spawns one producer thread per part, releases them together, joins them;
+/// returns when the barrier was released.
+fn produce<H: Send>(
+    parts: Vec<Vec<Task>>,
+    handles: Vec<H>,
+    submit: impl Fn(&H, Vec<Task>) + Sync,
+) -> Instant {
+    let barrier = Barrier::new(parts.len() + 1);
+    std::thread::scope(|scope| {
+        let (barrier, submit) = (&barrier, &submit);
+        let threads: Vec<_> = parts
+            .into_iter()
+            .zip(handles)
+            .map(|(part, handle)| {
+                scope.spawn(move || {
+                    barrier.wait();
+                    submit(&handle, part);
+                    drop(handle);
+                })
+            })
+            .collect();
+        barrier.wait();
+        let t0 = Instant::now();
+        for t in threads {
+            t.join().expect("a producer thread panicked");
+        }
+        t0
+    })
+}
+
+fn run_taskq(
+    scenario: &Scenario,
+    processor: &Arc<dyn Processor>,
+    tasks: Vec<Task>,
+) -> Result<Sample, BenchError> {
+    let submitted = tasks.len() as u64;
+    let gate = scenario.queue_first.then(|| Arc::new(Gate::new()));
+    let processor: Arc<dyn Processor> = match &gate {
+        Some(gate) => Arc::new(Gated {
+            inner: processor.clone(),
+            gate: gate.clone(),
+        }),
+        None => processor.clone(),
+    };
+    let engine = Engine::start(
+        EngineConfig {
+            workers: scenario.workers,
+            capacity: scenario.effective_capacity(),
+            ..EngineConfig::default()
+        },
+        processor,
+    )?;
+    let parts = split(tasks, scenario.producers);
+    let submitters = (0..parts.len()).map(|_| engine.submitter()).collect();
+    let style = scenario.taskq_submit;
+    let mut t0 = produce(parts, submitters, |s, part| match style {
+        SubmitStyle::Batch => {
+            let _ = s.submit_iter(&mut part.into_iter());
+        }
+        SubmitStyle::Each => {
+            for t in part {
+                if s.submit(t).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut enqueue_s = None;
+    if let Some(gate) = gate {
+        enqueue_s = Some(t0.elapsed().as_secs_f64());
+        t0 = Instant::now();
+        gate.open();
+    }
+    let report = engine.shutdown();
+    let makespan_s = t0.elapsed().as_secs_f64();
+    let c = &report.counts;
+    let completed = c.completed();
+    Ok(sample(
+        submitted,
+        completed,
+        c.succeeded,
+        completed - c.succeeded,
+        makespan_s,
+        report.latency_ms,
+        report.queue_depth.max,
+        enqueue_s,
+    ))
+}
+
+/// Baseline and classic, behind one shape.
+trait Pool: Send {
+    type Producer: Send;
+    fn producer(&self) -> Self::Producer;
+    fn submit(producer: &Self::Producer, task: Task);
+    fn start(&mut self, observer: impl FnMut(usize) -> Recording) -> std::io::Result<()>;
+    fn finish(self) -> Vec<Recording>;
+}
+
+impl Pool for Baseline<Recording> {
+    type Producer = BaselineProducer;
+    fn producer(&self) -> BaselineProducer {
+        Baseline::producer(self)
+    }
+    fn submit(producer: &BaselineProducer, task: Task) {
+        producer.submit(task);
+    }
+    fn start(&mut self, observer: impl FnMut(usize) -> Recording) -> std::io::Result<()> {
+        Baseline::start(self, observer)
+    }
+    fn finish(self) -> Vec<Recording> {
+        Baseline::finish(self)
+    }
+}
+
+impl Pool for Classic<Recording> {
+    type Producer = ClassicProducer;
+    fn producer(&self) -> ClassicProducer {
+        Classic::producer(self)
+    }
+    fn submit(producer: &ClassicProducer, task: Task) {
+        producer.submit(task);
+    }
+    fn start(&mut self, observer: impl FnMut(usize) -> Recording) -> std::io::Result<()> {
+        Classic::start(self, observer)
+    }
+    fn finish(self) -> Vec<Recording> {
+        Classic::finish(self)
+    }
+}
+
+/// A worker's record of its completions: (submitted, finished) raw clock
+/// readings, turned into latencies and depths after the clock stopped.
+struct Recording {
+    times: Vec<(u64, u64)>,
+    succeeded: u64,
+    failed: u64,
+}
+
+impl Observer for Recording {
+    #[inline]
+    fn completed(&mut self, job: Job, finished_at: u64, result: Result<Output, ProcessError>) {
+        self.times.push((job.submitted_at, finished_at));
+        match result {
+            Ok(_) => self.succeeded += 1,
+            Err(_) => self.failed += 1,
+        }
+    }
+}
+
+fn run_pool<P: Pool>(scenario: &Scenario, mut pool: P, tasks: Vec<Task>) -> Result<Sample, BenchError> {
+    let submitted = tasks.len() as u64;
+    let per_worker = tasks.len() / scenario.workers + 1;
+    let recording = |_| Recording {
+        times: Vec::with_capacity(per_worker),
+        succeeded: 0,
+        failed: 0,
+    };
+    let start_error = |e| BenchError::io("cannot start a worker thread", e);
+    if !scenario.queue_first {
+        pool.start(recording).map_err(start_error)?;
+    }
+    let parts = split(tasks, scenario.producers);
+    let producers = (0..parts.len()).map(|_| pool.producer()).collect();
+    let mut t0 = produce(parts, producers, |p, part| {
+        for t in part {
+            P::submit(p, t);
+        }
+    });
+    let mut enqueue_s = None;
+    if scenario.queue_first {
+        enqueue_s = Some(t0.elapsed().as_secs_f64());
+        t0 = Instant::now();
+        pool.start(recording).map_err(start_error)?;
+    }
+    let recordings = pool.finish();
+    let makespan_s = t0.elapsed().as_secs_f64();
+
+    let clock = quanta::Clock::new();
+    let mut latency = Recorder::new();
+    let (mut succeeded, mut failed) = (0, 0);
+    let mut submits = Vec::with_capacity(submitted as usize);
+    let mut finishes = Vec::with_capacity(submitted as usize);
+    for r in &recordings {
+        succeeded += r.succeeded;
+        failed += r.failed;
+        for &(s, f) in &r.times {
+            latency.complete(clock.delta_as_nanos(s, f));
+            submits.push(s);
+            finishes.push(f);
+        }
+    }
+    Ok(sample(
+        submitted,
+        succeeded + failed,
+        succeeded,
+        failed,
+        makespan_s,
+        Percentiles::from_histogram(&latency.latency),
+        max_depth(submits, finishes),
+        enqueue_s,
+    ))
+}
+
+/// The most tasks held at once, from every task's submit and finish times
+/// (a finish at the same instant as a submit counts first).
+fn max_depth(mut submits: Vec<u64>, mut finishes: Vec<u64>) -> usize {
+    submits.sort_unstable();
+    finishes.sort_unstable();
+    let (mut depth, mut max, mut f) = (0usize, 0usize, 0usize);
+    for s in submits {
+        while f < finishes.len() && finishes[f] <= s {
+            depth -= 1;
+            f += 1;
+        }
+        depth += 1;
+        max = max.max(depth);
+    }
+    max
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sample(
+    submitted: u64,
+    completed: u64,
+    succeeded: u64,
+    failed: u64,
+    makespan_s: f64,
+    latency_ms: Percentiles,
+    depth_max: usize,
+    enqueue_s: Option<f64>,
+) -> Sample {
+    let per_s = |n: f64| if makespan_s > 0.0 { n / makespan_s } else { 0.0 };
+    Sample {
+        submitted,
+        completed,
+        succeeded,
+        failed,
+        makespan_s,
+        throughput_per_s: per_s(completed as f64),
+        // Little's law: Σ residence ÷ elapsed.
+        depth_mean: per_s(latency_ms.mean / 1e3 * latency_ms.count as f64),
+        latency_ms,
+        depth_max,
+        enqueue_s,
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_sweep() {
+        // [0,10) [1,2) [3,4) [3,5): at most 3 held (time 3).
+        assert_eq!(max_depth(vec![0, 1, 3, 3], vec![10, 2, 4, 5]), 3);
+        // Back to back: a finish at 5 frees the slot for the submit at 5.
+        assert_eq!(max_depth(vec![0, 5], vec![5, 9]), 1);
+        assert_eq!(max_depth(vec![], vec![]), 0);
+    }
+}

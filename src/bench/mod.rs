@@ -1,0 +1,534 @@
+//! The benchmark harness behind `taskq bench`: taskq against the Python designs
+//! it replaces ([`baseline`](crate::baseline)), on the same tasks and processors.
+//!
+//! # What one scenario run does
+//!
+//! 1. [`workload`] builds the tasks in memory (the project's generator, so the
+//!    keys are `img/NNNNNN.jpg`) and the processor: `noop` ([`Noop`](crate::Noop)),
+//!    `cpu` ([`CpuHash::for_micros(2.0)`](crate::CpuHash::for_micros)) or `sleep`
+//!    ([`Simulated`](crate::Simulated) with `--latency-ms`). `dedup` is reserved
+//!    for the idempotency store and refused until it lands.
+//! 2. For each repeat, every engine runs once, in turn (taskq, baseline,
+//!    classic), so machine noise spreads over all engines alike. `cpu` also
+//!    times all tasks on one thread in each repeat, for parallel efficiency.
+//! 3. [`driver`] runs one engine once: a fresh copy of the tasks is split among
+//!    `P` producer threads, which wait on a barrier; the clock starts when they
+//!    are released and stops when the last task has completed and the workers
+//!    have exited. taskq producers use one [`Submitter`](crate::Submitter) each
+//!    (`submit_iter`); baseline and classic producers append one task at a time,
+//!    as the Python code did.
+//! 4. [`suite`] aggregates the repeats (median, min and max) into an
+//!    [`EngineSummary`] per engine, [`report`] prints the table and writes JSON,
+//!    CSV and SVG plots ([`plot`]) under `results/`, and [`compare`] checks a
+//!    run against a stored one and records it in `PERF.md`.
+//!
+//! # What is measured, and how alike
+//!
+//! - *Makespan*: barrier release → last completion (workers joined).
+//!   *Throughput* = tasks ÷ makespan.
+//! - *Latency*: submit → completion, one sample per task. taskq measures it
+//!   itself (its HDR histograms); for baseline and classic the producer stores
+//!   a raw clock reading beside the task and the worker's observer takes one
+//!   at completion, the same two clock reads taskq makes.
+//! - *Queue depth*: tasks submitted and not yet completed. Mean depth is
+//!   Σ latency ÷ makespan (Little's law) for every engine. Max depth is taskq's
+//!   admission counter (which includes completions a worker has not released
+//!   yet: batched releases), and for baseline and classic an exact sweep over
+//!   the recorded submit and completion times.
+//! - `--queue-first` queues every task before any processing starts. taskq's
+//!   workers start with the engine, so its processor is wrapped in a gate that
+//!   holds each worker on its first task until the batch is queued; baseline
+//!   and classic spawn their workers only then. The clock starts when the gate
+//!   opens (or the workers spawn); the enqueue phase is timed separately
+//!   (`enqueue_s`). Capacity is raised to the task count so the batch fits.
+//!   Latency still counts from submit, for every engine alike, so it includes
+//!   the enqueue phase.
+
+pub mod cli;
+pub mod compare;
+pub mod driver;
+pub mod plot;
+pub mod report;
+pub mod suite;
+pub mod workload;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Percentiles;
+pub use workload::Workload;
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A setting is out of range.
+    #[error("invalid setting --{setting}: {message}")]
+    Config {
+        /// The setting, named as on the command line.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The `dedup` workload needs the idempotency store, which has not landed.
+    #[error("dedup needs the idempotency store (not available in this build yet); use --workload noop, cpu or sleep")]
+    DedupUnavailable,
+    /// An engine or processor could not start.
+    #[error(transparent)]
+    Engine(#[from] crate::Error),
+    /// A file could not be read or written, or a thread not started.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored result file could not be parsed.
+    #[error("{path}: not a taskq bench result: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A plot could not be drawn.
+    #[error("cannot draw {path}: {message}")]
+    Plot {
+        /// The SVG being drawn.
+        path: String,
+        /// The drawing error.
+        message: String,
+    },
+}
+
+impl BenchError {
+    pub(crate) fn config(setting: &'static str, message: impl Into<String>) -> Self {
+        BenchError::Config {
+            setting,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        BenchError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// The engines a benchmark can run.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// This crate's engine.
+    Taskq,
+    /// The seed: a global lock around a list, processed under the lock.
+    Baseline,
+    /// A bounded `queue.Queue` feeding a fixed thread pool.
+    Classic,
+}
+
+impl EngineKind {
+    /// All engines, in run order.
+    pub const ALL: [EngineKind; 3] = [EngineKind::Taskq, EngineKind::Baseline, EngineKind::Classic];
+
+    /// The lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Taskq => "taskq",
+            EngineKind::Baseline => "baseline",
+            EngineKind::Classic => "classic",
+        }
+    }
+}
+
+/// One benchmark scenario: a workload, its size and the engines' settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    /// A short name, unique within a result file (`--compare` matches on it).
+    pub name: String,
+    /// What each task does.
+    pub workload: Workload,
+    /// Tasks per run.
+    pub tasks: usize,
+    /// Worker threads of every engine.
+    pub workers: usize,
+    /// Producer threads the tasks are split among.
+    pub producers: usize,
+    /// Bound of taskq and classic (the baseline has none).
+    pub capacity: usize,
+    /// Processing time of a `sleep` task, milliseconds.
+    pub latency_ms: f64,
+    /// Share of tasks repeating an earlier key (for `dedup`).
+    pub duplicates: f64,
+    /// Queue every task before processing starts.
+    pub queue_first: bool,
+    /// Runs per engine.
+    pub repeat: usize,
+    /// The engines compared.
+    pub engines: Vec<EngineKind>,
+    /// How taskq's producers submit.
+    #[serde(default)]
+    pub taskq_submit: driver::SubmitStyle,
+}
+
+impl Scenario {
+    /// The seed's scenario: 100 sleep tasks of 30 ms, 8 workers, 100 producers,
+    /// capacity 200, every engine, 5 repeats.
+    pub fn seed() -> Self {
+        Scenario {
+            name: "seed".into(),
+            workload: Workload::Sleep,
+            tasks: 100,
+            workers: 8,
+            producers: 100,
+            capacity: 200,
+            latency_ms: 30.0,
+            duplicates: 0.0,
+            queue_first: false,
+            repeat: 5,
+            engines: EngineKind::ALL.to_vec(),
+            taskq_submit: driver::SubmitStyle::Batch,
+        }
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// [`BenchError::Config`] naming the first bad setting, or
+    /// [`BenchError::DedupUnavailable`].
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let range = |name: &'static str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(BenchError::config(name, format!("must be between {lo} and {hi}, got {v}")))
+            }
+        };
+        range("tasks", self.tasks, 1, 100_000_000)?;
+        range("workers", self.workers, 1, crate::config::MAX_WORKERS)?;
+        range("producers", self.producers, 1, 1024)?;
+        range("capacity", self.capacity, 1, crate::config::MAX_CAPACITY)?;
+        range("repeat", self.repeat, 1, 1000)?;
+        if !self.latency_ms.is_finite() || !(0.0..=60_000.0).contains(&self.latency_ms) {
+            return Err(BenchError::config(
+                "latency-ms",
+                format!("must be between 0 and 60000, got {}", self.latency_ms),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.duplicates) {
+            return Err(BenchError::config(
+                "duplicates",
+                format!("must be a share between 0 and 1, got {}", self.duplicates),
+            ));
+        }
+        if self.engines.is_empty() {
+            return Err(BenchError::config("engine", "name at least one engine"));
+        }
+        self.workload.check_available()
+    }
+
+    /// The capacity the engines run with: raised to the task count under
+    /// `queue_first`, so the whole batch fits.
+    pub fn effective_capacity(&self) -> usize {
+        if self.queue_first {
+            self.capacity.max(self.tasks)
+        } else {
+            self.capacity
+        }
+    }
+
+    /// `ceil(tasks / workers) × latency`, seconds: the makespan of a perfect
+    /// pool on a `sleep` workload. `None` for other workloads.
+    pub fn ideal_makespan_s(&self) -> Option<f64> {
+        (self.workload == Workload::Sleep)
+            .then(|| self.tasks.div_ceil(self.workers) as f64 * self.latency_ms / 1e3)
+    }
+
+    /// A one-line description.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{}: {} x{} tasks, {} workers, {} producers, capacity {}",
+            self.name,
+            self.workload.name(),
+            self.tasks,
+            self.workers,
+            self.producers,
+            self.effective_capacity()
+        );
+        if self.workload == Workload::Sleep {
+            s.push_str(&format!(", {} ms each", self.latency_ms));
+        }
+        if self.duplicates > 0.0 {
+            s.push_str(&format!(", {:.0}% duplicates", self.duplicates * 100.0));
+        }
+        if self.queue_first {
+            s.push_str(", queued first");
+        }
+        s.push_str(&format!(", {} repeats", self.repeat));
+        s
+    }
+}
+
+/// What one run of one engine measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Tasks handed to the engine.
+    pub submitted: u64,
+    /// Tasks that completed (one latency sample each).
+    pub completed: u64,
+    /// Completed successfully.
+    pub succeeded: u64,
+    /// Completed with an error.
+    pub failed: u64,
+    /// Barrier release (or gate opening) → last completion, seconds.
+    pub makespan_s: f64,
+    /// Completed ÷ makespan.
+    pub throughput_per_s: f64,
+    /// Submit → completion.
+    pub latency_ms: Percentiles,
+    /// Highest number of tasks held at once.
+    pub depth_max: usize,
+    /// Time-weighted mean number held (Σ latency ÷ makespan).
+    pub depth_mean: f64,
+    /// `--queue-first` only: time to queue the batch, seconds.
+    pub enqueue_s: Option<f64>,
+}
+
+impl Sample {
+    /// Failed ÷ completed (0 when nothing completed).
+    pub fn error_rate(&self) -> f64 {
+        if self.completed == 0 {
+            0.0
+        } else {
+            self.failed as f64 / self.completed as f64
+        }
+    }
+}
+
+/// Median, minimum and maximum over repeats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    /// The median (mean of the middle two for an even count).
+    pub median: f64,
+    /// The smallest value.
+    pub min: f64,
+    /// The largest value.
+    pub max: f64,
+}
+
+impl Stat {
+    /// The statistics of `values` (all zero when empty).
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return Stat::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+}
+
+/// Medians of the latency statistics over repeats, milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Median of the per-run means.
+    pub mean: f64,
+    /// Median of the per-run medians.
+    pub p50: f64,
+    /// Median of the per-run 95th percentiles.
+    pub p95: f64,
+    /// Median of the per-run 99th percentiles.
+    pub p99: f64,
+}
+
+/// One engine's numbers over all repeats of a scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineSummary {
+    /// The engine.
+    pub engine: EngineKind,
+    /// Runs aggregated.
+    pub runs: usize,
+    /// Tasks per second.
+    pub throughput_per_s: Stat,
+    /// Seconds.
+    pub makespan_s: Stat,
+    /// Latency, milliseconds (medians over runs).
+    pub latency_ms: LatencySummary,
+    /// Failed ÷ completed, over all runs.
+    pub error_rate: f64,
+    /// Highest depth over all runs.
+    pub depth_max: usize,
+    /// Median of the runs' mean depths.
+    pub depth_mean: f64,
+    /// `sleep` only: `ceil(tasks/workers) × latency`, seconds.
+    pub ideal_makespan_s: Option<f64>,
+    /// `sleep` only: median makespan ÷ ideal makespan.
+    pub makespan_vs_ideal: Option<f64>,
+    /// Median throughput ÷ the baseline's median throughput (when it ran).
+    pub vs_baseline: Option<f64>,
+    /// `cpu` only: single-thread work time ÷ (cores used × makespan), per run.
+    pub parallel_efficiency: Option<Stat>,
+    /// `--queue-first` only: seconds to queue the batch.
+    pub enqueue_s: Option<Stat>,
+    /// Every run, in order.
+    pub samples: Vec<Sample>,
+}
+
+/// A scenario with its per-engine summaries and raw samples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    /// What ran.
+    pub scenario: Scenario,
+    /// One row per engine, in run order.
+    pub engines: Vec<EngineSummary>,
+    /// `cpu` only: all tasks' processing on one thread, seconds, per repeat.
+    pub work_s: Option<Stat>,
+}
+
+impl ScenarioResult {
+    /// The summary of `engine`, if it ran.
+    pub fn engine(&self, engine: EngineKind) -> Option<&EngineSummary> {
+        self.engines.iter().find(|e| e.engine == engine)
+    }
+}
+
+/// The machine a result file was measured on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// Cores this process may use.
+    pub cores: usize,
+    /// `std::env::consts::OS`.
+    pub os: String,
+    /// `std::env::consts::ARCH`.
+    pub arch: String,
+}
+
+impl Machine {
+    /// This machine.
+    pub fn current() -> Self {
+        Machine {
+            cores: available_cores(),
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+        }
+    }
+}
+
+/// Cores this process may use.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A result file: `taskq bench` writes one per invocation (one scenario, or one
+/// per worker count with `--workers-sweep`, or the whole suite).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchFile {
+    /// The suite's name, for `--suite` runs.
+    pub suite: Option<String>,
+    /// UTC date of the run, `YYYY-MM-DD`.
+    pub date: String,
+    /// `git rev-parse --short HEAD`, when available.
+    pub commit: Option<String>,
+    /// The command line that produced it.
+    pub command: String,
+    /// Where it ran.
+    pub machine: Machine,
+    /// The scenarios, in run order.
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+impl BenchFile {
+    /// The scenario named `name`.
+    pub fn scenario(&self, name: &str) -> Option<&ScenarioResult> {
+        self.scenarios.iter().find(|s| s.scenario.name == name)
+    }
+
+    /// Reads a result file.
+    ///
+    /// # Errors
+    ///
+    /// [`BenchError::Io`] or [`BenchError::Parse`].
+    pub fn load(path: &std::path::Path) -> Result<Self, BenchError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BenchError::io(format!("cannot read {}", path.display()), e))?;
+        serde_json::from_str(&text).map_err(|source| BenchError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// Today's UTC date, `YYYY-MM-DD`.
+pub fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `git rev-parse --short HEAD`, if git and a repository are there.
+pub fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !s.is_empty()).then_some(s)
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_median_min_max() {
+        let s = Stat::of([3.0, 1.0, 2.0]);
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(Stat::of([4.0, 1.0, 2.0, 3.0]).median, 2.5);
+        assert_eq!(Stat::of([]), Stat::default());
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+    }
+
+    #[test]
+    fn ideal_makespan_of_the_seed() {
+        let s = Scenario::seed();
+        assert!((s.ideal_makespan_s().unwrap() - 0.39).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,195 @@
+//! Repeats a scenario over its engines and aggregates the runs; the fixed suites.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::driver::{run_once, SubmitStyle};
+use super::workload::{build_tasks, single_thread_work_s};
+use super::{
+    available_cores, BenchError, EngineKind, EngineSummary, LatencySummary, Sample, Scenario,
+    ScenarioResult, Stat, Workload,
+};
+use crate::processor::Processor;
+
+/// Runs every repeat of `scenario`, the engines in turn within each repeat,
+/// and aggregates. `progress` is told about each run as it ends.
+///
+/// # Errors
+///
+/// [`BenchError`] for a bad scenario or an engine that cannot start.
+pub fn run_scenario(
+    scenario: &Scenario,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ScenarioResult, BenchError> {
+    scenario.validate()?;
+    let processor: Arc<dyn Processor> = scenario.workload.processor(scenario)?;
+    let tasks = build_tasks(scenario);
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scenario.engines.len()];
+    let mut work_s = Vec::new();
+    for r in 0..scenario.repeat {
+        if scenario.workload == Workload::Cpu {
+            work_s.push(single_thread_work_s(&*processor, &tasks));
+        }
+        for (e, &engine) in scenario.engines.iter().enumerate() {
+            let s = run_once(engine, scenario, &processor, tasks.clone())?;
+            progress(&format!(
+                "{} {} run {}/{}: {:.0} tasks/s, makespan {:.3} s",
+                scenario.name,
+                engine.name(),
+                r + 1,
+                scenario.repeat,
+                s.throughput_per_s,
+                s.makespan_s
+            ));
+            samples[e].push(s);
+        }
+    }
+    Ok(summarize(scenario, samples, work_s))
+}
+
+/// Aggregates per-engine samples (`samples[i]` belongs to `scenario.engines[i]`)
+/// into summaries; `work_s` holds the single-thread work time per repeat (`cpu`).
+pub fn summarize(scenario: &Scenario, samples: Vec<Vec<Sample>>, work_s: Vec<f64>) -> ScenarioResult {
+    let cores_used = scenario.workers.min(available_cores()) as f64;
+    let ideal = scenario.ideal_makespan_s();
+    let mut engines: Vec<EngineSummary> = scenario
+        .engines
+        .iter()
+        .zip(samples)
+        .map(|(&engine, runs)| {
+            let stat = |f: fn(&Sample) -> f64| Stat::of(runs.iter().map(f));
+            let makespan_s = stat(|s| s.makespan_s);
+            let (completed, failed) = runs
+                .iter()
+                .fold((0, 0), |(c, f), s| (c + s.completed, f + s.failed));
+            let efficiency = (!work_s.is_empty()).then(|| {
+                Stat::of(
+                    runs.iter()
+                        .zip(&work_s)
+                        .map(|(s, w)| w / (cores_used * s.makespan_s)),
+                )
+            });
+            EngineSummary {
+                engine,
+                runs: runs.len(),
+                throughput_per_s: stat(|s| s.throughput_per_s),
+                makespan_s,
+                latency_ms: LatencySummary {
+                    mean: stat(|s| s.latency_ms.mean),
+                    p50: stat(|s| s.latency_ms.p50),
+                    p95: stat(|s| s.latency_ms.p95),
+                    p99: stat(|s| s.latency_ms.p99),
+                },
+                error_rate: if completed == 0 {
+                    0.0
+                } else {
+                    failed as f64 / completed as f64
+                },
+                depth_max: runs.iter().map(|s| s.depth_max).max().unwrap_or(0),
+                depth_mean: stat(|s| s.depth_mean).median,
+                ideal_makespan_s: ideal,
+                makespan_vs_ideal: ideal.map(|i| makespan_s.median / i),
+                vs_baseline: None,
+                parallel_efficiency: efficiency,
+                enqueue_s: scenario
+                    .queue_first
+                    .then(|| stat(|s| s.enqueue_s.unwrap_or(f64::NAN))),
+                samples: runs,
+            }
+        })
+        .collect();
+    let baseline = engines
+        .iter()
+        .find(|e| e.engine == EngineKind::Baseline)
+        .map(|e| e.throughput_per_s.median);
+    if let Some(b) = baseline.filter(|&b| b > 0.0) {
+        for e in &mut engines {
+            e.vs_baseline = Some(e.throughput_per_s.median / b);
+        }
+    }
+    ScenarioResult {
+        scenario: scenario.clone(),
+        engines,
+        work_s: (!work_s.is_empty()).then(|| Stat::of(work_s)),
+    }
+}
+
+/// The fixed sets of scenarios `taskq bench --suite` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SuiteName {
+    /// The numbers PERF.md tracks: the seed scenario, 1M no-op tasks, a 50k
+    /// backlog queued first, CPU-bound tasks; 5 repeats each.
+    Standard,
+    /// The same shapes, tiny (a few seconds in all): for tests and CI.
+    Smoke,
+}
+
+impl SuiteName {
+    /// The lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SuiteName::Standard => "standard",
+            SuiteName::Smoke => "smoke",
+        }
+    }
+
+    /// The scenarios, in run order.
+    pub fn scenarios(self) -> Vec<Scenario> {
+        let all = EngineKind::ALL.to_vec();
+        let base = |name: &str, workload, tasks, workers, producers, capacity| Scenario {
+            name: name.into(),
+            workload,
+            tasks,
+            workers,
+            producers,
+            capacity,
+            latency_ms: 0.0,
+            duplicates: 0.0,
+            queue_first: false,
+            repeat: 5,
+            engines: all.clone(),
+            taskq_submit: SubmitStyle::Batch,
+        };
+        match self {
+            SuiteName::Standard => vec![
+                Scenario::seed(),
+                Scenario {
+                    engines: vec![EngineKind::Taskq, EngineKind::Classic],
+                    ..base("noop-1m", Workload::Noop, 1_000_000, 2, 1, 1024)
+                },
+                Scenario {
+                    queue_first: true,
+                    ..base("noop-50k-queue-first", Workload::Noop, 50_000, 2, 1, 1024)
+                },
+                base("cpu-100k", Workload::Cpu, 100_000, 2, 1, 1024),
+            ],
+            SuiteName::Smoke => vec![
+                Scenario {
+                    name: "seed-smoke".into(),
+                    tasks: 40,
+                    workers: 4,
+                    producers: 8,
+                    capacity: 16,
+                    latency_ms: 1.0,
+                    repeat: 2,
+                    ..Scenario::seed()
+                },
+                Scenario {
+                    repeat: 2,
+                    ..base("noop-smoke", Workload::Noop, 2_000, 2, 2, 64)
+                },
+                Scenario {
+                    repeat: 2,
+                    queue_first: true,
+                    ..base("noop-queue-first-smoke", Workload::Noop, 500, 2, 1, 64)
+                },
+                Scenario {
+                    repeat: 2,
+                    ..base("cpu-smoke", Workload::Cpu, 500, 2, 1, 64)
+                },
+            ],
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! One job on a worker: claim the key, run the attempt, and settle the outcome
+//! (success, retry, dead letter, duplicate), then complete the task.
+//!
+//! # A job's way through
+//!
+//! 1. First attempt only: claim the idempotency key ([`claim`](crate::idempotency::claim)).
+//!    A duplicate or a conflict completes at once.
+//! 2. If shutdown timed out, the task is not run: it is dead-lettered with kind
+//!    `shutdown` (nothing is dropped silently).
+//! 3. The attempt runs under `catch_unwind` with its deadline; a panic is a failed
+//!    attempt (class configurable, permanent by default), an attempt that overran
+//!    its deadline is a transient `timeout`.
+//! 4. Success: the key's cache entry becomes done, the record goes to the writer.
+//!    Transient failure with retries left: the job goes to the delay queue,
+//!    keeping its admission slot and its claim. Otherwise: the claim is given up
+//!    and the task is dead-lettered (or, without a store, failed).
+//! 5. Completion: one latency sample, one admission slot released, the observer
+//!    told. In group-commit mode a task with a record completes only after the
+//!    writer committed it (see [`Shared::complete_batch`]).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use compact_str::CompactString;
+
+use super::{Job, Outcome, Shared, WorkerCtx};
+use crate::idempotency::claim::Claim;
+use crate::idempotency::writer::Pending;
+use crate::idempotency::{DeadLetter, RecordStatus, StoreError, TaskRecord};
+use crate::metrics::Recorder;
+use crate::processor::{Attempt, ErrorClass, Output, ProcessError};
+use crate::sync::atomic::Ordering::Relaxed;
+use crate::task::unix_millis;
+
+/// Outcome of the claim step.
+enum Claimed {
+    /// Process the task.
+    Proceed,
+    /// Completed as a duplicate (or a conflict); nothing more to do.
+    Settled,
+}
+
+impl Shared {
+    /// Runs one job on the calling worker and returns the clock reading at its
+    /// end.
+    ///
+    /// `start` is when the worker turned to this job: the end of its previous
+    /// job when it went straight on, or a fresh reading after it was idle. So
+    /// service time is the worker's whole time on the task, fetching included,
+    /// and costs one clock read per task instead of two.
+    pub(crate) fn execute(&self, mut job: Job, start: u64, ctx: &mut WorkerCtx) -> u64 {
+        if job.retry_queued_at != 0 {
+            ctx.recorder.retry_wait_ns += u128::from(
+                self.clock
+                    .delta_as_nanos(job.retry_queued_at, self.clock.raw()),
+            );
+            job.retry_queued_at = 0;
+        }
+        if !job.claimed {
+            if let Claimed::Settled = self.claim(&mut job, ctx) {
+                let end = self.clock.raw();
+                self.complete(job.submitted_at, end, ctx);
+                return end;
+            }
+        }
+        if job.expired || self.expiring.load(Relaxed) {
+            let reason = match job.last_error.take() {
+                Some(e) => format!("shutdown timed out while waiting to retry (last error: {e})"),
+                None => "shutdown timed out before the task ran".to_string(),
+            };
+            let end = self.clock.raw();
+            self.fail_for_good(job, ProcessError::transient("shutdown", reason), end, ctx);
+            return end;
+        }
+
+        let number = job.task.attempts + 1;
+        let deadline = self.task_timeout.map(|t| Instant::now() + t);
+        let attempt = Attempt { number, deadline };
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.processor.process(&job.task, &attempt)
+        }));
+        let end = self.clock.raw();
+        job.task.attempts = number;
+        let rec = &mut ctx.recorder;
+        rec.served(self.clock.delta_as_nanos(start, end));
+        if number == 1 {
+            rec.started += 1;
+        }
+        let result = match result {
+            Ok(Ok(_)) if deadline.is_some_and(|d| Instant::now() > d) => {
+                Err(ProcessError::transient(
+                    "timeout",
+                    format!(
+                        "attempt ran longer than the task timeout of {:?}",
+                        self.task_timeout.unwrap_or_default()
+                    ),
+                ))
+            }
+            Ok(r) => r,
+            Err(panic) => Err(ProcessError {
+                class: self.panic_class,
+                kind: "panic".into(),
+                message: panic_message(&*panic),
+            }),
+        };
+        match result {
+            Ok(output) => self.succeed(job, output, end, ctx),
+            Err(e) => {
+                ctx.recorder.failure(e.class, &e.kind);
+                tracing::debug!(
+                    task_id = %job.task.id,
+                    idempotency_key = %job.task.idempotency_key,
+                    attempt = number,
+                    class = %e.class,
+                    kind = %e.kind,
+                    "attempt failed: {}", e.message
+                );
+                if e.class == ErrorClass::Transient && self.retry.allows_retry(number) {
+                    self.schedule_retry(job, e, ctx);
+                } else {
+                    self.fail_for_good(job, e, end, ctx);
+                }
+            }
+        }
+        end
+    }
+
+    /// Step 1.
+    fn claim(&self, job: &mut Job, ctx: &mut WorkerCtx) -> Claimed {
+        let Some(idem) = &self.idem else {
+            return Claimed::Proceed;
+        };
+        let task = &job.task;
+        let fingerprint = idem.table.task_fingerprint(task);
+        let claim = match idem.table.claim(&task.idempotency_key, fingerprint) {
+            Claim::New => match self.history(task, fingerprint, ctx) {
+                Ok(claim) => claim,
+                Err(e) => {
+                    idem.table.abandon(&task.idempotency_key);
+                    let e = ProcessError::transient("store", e.to_string());
+                    ctx.recorder.failure(e.class, &e.kind);
+                    ctx.recorder.failed += 1;
+                    self.observe(task, Outcome::Failed { error: &e });
+                    return Claimed::Settled;
+                }
+            },
+            other => other,
+        };
+        match claim {
+            Claim::New => {
+                job.claimed = true;
+                Claimed::Proceed
+            }
+            Claim::InFlight | Claim::Done(_) => {
+                ctx.recorder.duplicates += 1;
+                let output = match &claim {
+                    Claim::Done(o) => o.as_deref(),
+                    _ => None,
+                };
+                self.observe(task, Outcome::Duplicate { output });
+                Claimed::Settled
+            }
+            Claim::Conflict => {
+                let e = ProcessError::permanent(
+                    "idempotency_conflict",
+                    format!(
+                        "idempotency key {:?} is already used for a task with other parameters",
+                        task.idempotency_key
+                    ),
+                );
+                ctx.recorder.failure(e.class, &e.kind);
+                ctx.recorder.failed += 1;
+                self.observe(task, Outcome::Failed { error: &e });
+                Claimed::Settled
+            }
+        }
+    }
+
+    /// Step 1, second half: a key new to the cache may have been recorded
+    /// before. Asks the Bloom filter, then the store.
+    fn history(
+        &self,
+        task: &crate::Task,
+        fingerprint: u64,
+        ctx: &mut WorkerCtx,
+    ) -> Result<Claim, StoreError> {
+        let idem = self.idem.as_ref().expect("called with idempotency on");
+        let key = &task.idempotency_key;
+        if !idem.bloom.may_contain(key) {
+            return Ok(Claim::New);
+        }
+        ctx.recorder.history_lookups += 1;
+        let reader = match &mut ctx.reader {
+            Some(r) => r,
+            None => ctx.reader.insert(idem.store.reader()?),
+        };
+        match reader.lookup_succeeded(key)? {
+            None => Ok(Claim::New),
+            Some(recorded) => {
+                ctx.recorder.history_hits += 1;
+                // Found: this run does not own the key after all. The cache entry
+                // goes (history hits are not cached, so the cache stays bounded).
+                idem.table.abandon(key);
+                if idem.table.fingerprint(&recorded.image_key, &recorded.size) == fingerprint {
+                    Ok(Claim::Done(recorded.output_key))
+                } else {
+                    Ok(Claim::Conflict)
+                }
+            }
+        }
+    }
+
+    /// Step 4, success.
+    fn succeed(&self, job: Job, output: Output, end: u64, ctx: &mut WorkerCtx) {
+        let Some(idem) = &self.idem else {
+            ctx.recorder.succeeded += 1;
+            self.observe(&job.task, Outcome::Succeeded { output: &output });
+            self.complete(job.submitted_at, end, ctx);
+            return;
+        };
+        idem.table
+            .finish(&job.task.idempotency_key, output.output_key.clone());
+        let group = idem.group_commit;
+        if !group {
+            ctx.recorder.succeeded += 1;
+            self.observe(&job.task, Outcome::Succeeded { output: &output });
+        }
+        let submitted_at = job.submitted_at;
+        self.hand_to_writer(
+            Pending {
+                record: TaskRecord {
+                    task: job.task,
+                    status: RecordStatus::Succeeded,
+                    finished_at: unix_millis(),
+                    output_key: output.output_key,
+                },
+                dead: None,
+                ack: group.then_some(submitted_at),
+            },
+            ctx,
+        );
+        if !group {
+            self.complete(submitted_at, end, ctx);
+        }
+    }
+
+    /// Step 4, retry: the job waits in the delay queue, not on this worker.
+    fn schedule_retry(&self, mut job: Job, e: ProcessError, ctx: &mut WorkerCtx) {
+        let number = job.task.attempts;
+        ctx.recorder.retried += 1;
+        *ctx.recorder.retries_by_attempt.entry(number).or_insert(0) += 1;
+        if job.first_failed_at == 0 {
+            job.first_failed_at = unix_millis();
+        }
+        let delay = self.retry.delay(&job.task.idempotency_key, number);
+        job.last_error = Some(Box::new(e));
+        job.retry_queued_at = self.clock.raw();
+        self.delay.push(job, Instant::now() + delay);
+    }
+
+    /// Step 4, failure for good: dead-letter (with a store) or fail.
+    fn fail_for_good(&self, job: Job, e: ProcessError, end: u64, ctx: &mut WorkerCtx) {
+        let Some(idem) = &self.idem else {
+            ctx.recorder.failed += 1;
+            self.observe(&job.task, Outcome::Failed { error: &e });
+            self.complete(job.submitted_at, end, ctx);
+            return;
+        };
+        if job.claimed {
+            idem.table.abandon(&job.task.idempotency_key);
+        }
+        let group = idem.group_commit;
+        if !group {
+            ctx.recorder.dead_lettered += 1;
+            self.observe(&job.task, Outcome::DeadLettered { error: &e });
+        }
+        let now = unix_millis();
+        let submitted_at = job.submitted_at;
+        let dead = DeadLetter {
+            task: job.task.clone(),
+            class: e.class,
+            kind: e.kind.to_string(),
+            message: e.message,
+            attempts: job.task.attempts,
+            first_failed_at: if job.first_failed_at == 0 {
+                now
+            } else {
+                job.first_failed_at
+            },
+            last_failed_at: now,
+        };
+        self.hand_to_writer(
+            Pending {
+                record: TaskRecord {
+                    task: job.task,
+                    status: RecordStatus::Failed,
+                    finished_at: now,
+                    output_key: None,
+                },
+                dead: Some(dead),
+                ack: group.then_some(submitted_at),
+            },
+            ctx,
+        );
+        if !group {
+            self.complete(submitted_at, end, ctx);
+        }
+    }
+
+    /// Buffers a record on the worker and hands the buffer to the writer when it
+    /// is full or its oldest record has waited half the batch time.
+    fn hand_to_writer(&self, pending: Pending, ctx: &mut WorkerCtx) {
+        if ctx.pending.is_empty() {
+            ctx.pending_since = self.clock.raw();
+        }
+        ctx.pending.push(pending);
+        let idem = self.idem.as_ref().expect("called with idempotency on");
+        if ctx.pending.len() >= idem.flush_records
+            || self
+                .clock
+                .delta_as_nanos(ctx.pending_since, self.clock.raw())
+                >= idem.flush_ns
+        {
+            self.flush_writes(ctx);
+        }
+    }
+
+    /// Hands the worker's buffered records to the writer (blocking while the
+    /// writer's queue is full: back-pressure). If the writer has stopped, the
+    /// records go to the recovery file through it regardless: the hand-off is
+    /// only closed after the workers exit.
+    pub(crate) fn flush_writes(&self, ctx: &mut WorkerCtx) {
+        if ctx.pending.is_empty() {
+            return;
+        }
+        let idem = self.idem.as_ref().expect("records only exist with a store");
+        if let Err(closed) = idem.handoff.send_all(&mut ctx.pending) {
+            // Unreachable by construction (closed after workers exit); keep the
+            // records rather than lose them.
+            debug_assert!(false, "hand-off closed while workers run");
+            ctx.pending = closed.0;
+        }
+    }
+
+    /// Group-commit completion, on the writer thread after a batch's commit.
+    pub(crate) fn complete_batch(
+        &self,
+        batch: &[Pending],
+        result: Result<(), &StoreError>,
+        rec: &mut Recorder,
+    ) {
+        let mut released = 0;
+        let now = self.clock.raw();
+        for p in batch {
+            let Some(submitted_at) = p.ack else {
+                continue;
+            };
+            let task = &p.record.task;
+            match (result, &p.dead) {
+                (Ok(()), None) => {
+                    rec.succeeded += 1;
+                    let output = Output {
+                        output_key: p.record.output_key.clone(),
+                    };
+                    self.observe(task, Outcome::Succeeded { output: &output });
+                }
+                (Ok(()), Some(d)) => {
+                    rec.dead_lettered += 1;
+                    let e = ProcessError {
+                        class: d.class,
+                        kind: CompactString::from(d.kind.as_str()),
+                        message: d.message.clone(),
+                    };
+                    self.observe(task, Outcome::DeadLettered { error: &e });
+                }
+                (Err(err), _) => {
+                    let e = ProcessError::transient(
+                        "storage",
+                        format!("the task's record was not committed: {err}"),
+                    );
+                    rec.failure(e.class, &e.kind);
+                    rec.failed += 1;
+                    self.observe(task, Outcome::Failed { error: &e });
+                }
+            }
+            rec.complete(self.clock.delta_as_nanos(submitted_at, now));
+            released += 1;
+        }
+        if self.admission.release(released).is_some() {
+            self.on_drained();
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        format!("processor panicked: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("processor panicked: {s}")
+    } else {
+        "processor panicked".to_string()
+    }
+}

@@ -1,0 +1,216 @@
+//! Producers' handles: [`Submitter`] and its per-handle counters.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+
+use super::{Job, Shared, SubmitError};
+use crate::admission::{Admission, AdmissionMode, AdmitError};
+use crate::scheduler::Lane;
+use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::{lock, Arc};
+use crate::task::Task;
+
+/// Per-submitter counters. Single writer (the handle, which is `!Sync`), so
+/// increments are a relaxed load and store rather than a locked RMW.
+#[derive(Default)]
+pub(crate) struct ProducerStats {
+    pub(crate) submitted: AtomicU64,
+    pub(crate) admitted: AtomicU64,
+    pub(crate) rejected_full: AtomicU64,
+    pub(crate) rejected_closed: AtomicU64,
+}
+
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed) + n, Relaxed);
+}
+
+/// A producer's handle: submits tasks to an [`Engine`].
+///
+/// Clone one per producer thread. A handle is `Send` but not `Sync`: it owns a
+/// lane (a deque only it pushes to, which workers steal from) and its own
+/// counters, so submitting touches no shared cache line besides the admission
+/// word. Dropping a handle hands whatever is still in its lane to the engine's
+/// injector: nothing submitted is lost.
+///
+/// # Examples
+///
+/// ```
+/// use taskq::{Engine, EngineConfig, Noop, Task};
+/// let engine = Engine::start(EngineConfig { workers: 2, ..Default::default() }, Noop).unwrap();
+/// let producers: Vec<_> = (0..4)
+///     .map(|p| {
+///         let submitter = engine.submitter();
+///         std::thread::spawn(move || {
+///             for i in 0..100 {
+///                 let key = format!("img/{p}-{i}.jpg");
+///                 submitter.submit(Task::new(&key, "200x200".parse().unwrap()).unwrap()).unwrap();
+///             }
+///         })
+///     })
+///     .collect();
+/// for p in producers {
+///     p.join().unwrap();
+/// }
+/// let report = engine.shutdown();
+/// assert_eq!(report.counts.succeeded, 400);
+/// ```
+pub struct Submitter {
+    shared: Arc<Shared>,
+    stats: Arc<ProducerStats>,
+    /// Always `Some` until dropped.
+    lane: Option<Lane<Job>>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// Slots [`Submitter::submit_iter`] reserves at once, at most.
+const SUBMIT_CHUNK: usize = 256;
+
+impl Submitter {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let stats = Arc::new(ProducerStats::default());
+        lock(&shared.producers).push(stats.clone());
+        let lane = Some(shared.scheduler.open_lane());
+        Submitter {
+            shared,
+            stats,
+            lane,
+            _not_sync: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn lane(&self) -> &Lane<Job> {
+        self.lane.as_ref().expect("a live submitter has a lane")
+    }
+
+    /// Submits a task, honouring the admission mode: in block mode waits for
+    /// room, in reject mode fails at once when full.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Full`] (reject mode only) or [`SubmitError::Closed`],
+    /// with the task handed back.
+    pub fn submit(&self, task: Task) -> Result<(), SubmitError> {
+        match self.shared.mode {
+            AdmissionMode::Block => self.admit(task, |a| a.acquire()),
+            AdmissionMode::Reject => self.admit(task, Admission::try_acquire),
+        }
+    }
+
+    /// Submits a task if there is room now; never blocks.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Full`] or [`SubmitError::Closed`], with the task handed back.
+    pub fn try_submit(&self, task: Task) -> Result<(), SubmitError> {
+        self.admit(task, Admission::try_acquire)
+    }
+
+    #[inline]
+    fn admit(
+        &self,
+        task: Task,
+        acquire: impl FnOnce(&Admission) -> Result<(), AdmitError>,
+    ) -> Result<(), SubmitError> {
+        bump(&self.stats.submitted, 1);
+        match acquire(&self.shared.admission) {
+            Ok(()) => {
+                // Latency counts from admission: time a producer spent blocked
+                // for room is the producer's, not the engine's (and so the mean
+                // depth from Little's law stays within the capacity).
+                let submitted_at = self.shared.clock.raw();
+                bump(&self.stats.admitted, 1);
+                self.shared
+                    .scheduler
+                    .push_lane(self.lane(), Job::new(task, submitted_at));
+                Ok(())
+            }
+            Err(e) => Err(self.refused(e, task)),
+        }
+    }
+
+    fn refused(&self, e: AdmitError, task: Task) -> SubmitError {
+        match e {
+            AdmitError::Full => {
+                bump(&self.stats.rejected_full, 1);
+                SubmitError::Full(task)
+            }
+            AdmitError::Closed => {
+                bump(&self.stats.rejected_closed, 1);
+                SubmitError::Closed(task)
+            }
+        }
+    }
+
+    /// Submits every task `tasks` yields, reserving admission slots in chunks
+    /// (one compare-and-swap and one wake-up per chunk instead of per task).
+    /// Honours the admission mode like [`submit`](Self::submit). Tasks of one
+    /// chunk share one submit timestamp.
+    ///
+    /// Returns how many were admitted once `tasks` is exhausted.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::Full`] (reject mode) or [`SubmitError::Closed`] with the
+    /// first task that was not admitted; the tasks after it are still in
+    /// `tasks`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskq::{Engine, EngineConfig, Noop, Task};
+    /// let engine = Engine::start(EngineConfig { workers: 2, capacity: 64, ..Default::default() }, Noop).unwrap();
+    /// let task = Task::new("img/a.jpg", "200x200".parse().unwrap()).unwrap();
+    /// let mut tasks = std::iter::repeat(task).take(10_000);
+    /// assert_eq!(engine.submitter().submit_iter(&mut tasks), Ok(10_000));
+    /// assert_eq!(engine.shutdown().counts.completed(), 10_000);
+    /// ```
+    pub fn submit_iter(&self, tasks: &mut impl Iterator<Item = Task>) -> Result<u64, SubmitError> {
+        let admission = &self.shared.admission;
+        let mut admitted = 0u64;
+        while let Some(first) = tasks.next() {
+            let reserved = match self.shared.mode {
+                AdmissionMode::Block => admission.acquire_many(SUBMIT_CHUNK),
+                AdmissionMode::Reject => admission.try_acquire_many(SUBMIT_CHUNK),
+            };
+            let reserved = match reserved {
+                Ok(k) => k,
+                Err(e) => {
+                    bump(&self.stats.submitted, 1);
+                    return Err(self.refused(e, first));
+                }
+            };
+            let submitted_at = self.shared.clock.raw();
+            let mut used = 0usize;
+            let chunk = std::iter::once(first)
+                .chain(tasks.by_ref().take(reserved - 1))
+                .map(|task| {
+                    used += 1;
+                    Job::new(task, submitted_at)
+                });
+            self.shared.scheduler.push_lane_all(self.lane(), chunk);
+            if used < reserved && admission.release(reserved - used).is_some() {
+                self.shared.on_drained();
+            }
+            bump(&self.stats.submitted, used as u64);
+            bump(&self.stats.admitted, used as u64);
+            admitted += used as u64;
+        }
+        Ok(admitted)
+    }
+}
+
+impl Clone for Submitter {
+    fn clone(&self) -> Self {
+        Submitter::new(self.shared.clone())
+    }
+}
+
+impl Drop for Submitter {
+    fn drop(&mut self) {
+        if let Some(lane) = self.lane.take() {
+            self.shared.scheduler.close_lane(lane);
+        }
+    }
+}

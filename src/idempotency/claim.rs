@@ -1,0 +1,231 @@
+//! The hot cache of idempotency keys and the claim protocol over it.
+//!
+//! # Claim protocol
+//!
+//! 1. A worker claims a task's key with one atomic step on the key's map entry
+//!    (DashMap's entry API: the shard stays locked from lookup to insert, never
+//!    "check, then insert"):
+//!    - vacant: the entry becomes `InFlight`; the claim is **new** (go to 2);
+//!    - `InFlight`: **duplicate** (another worker is processing it);
+//!    - `Done`: **duplicate**, with the recorded output.
+//!
+//!    An entry with other parameters (image key, size) under the same key is a
+//!    **conflict**: the key was reused for different work.
+//! 2. A new claim may still be a key recorded earlier (before a restart, or
+//!    evicted from the cache). The worker asks the Bloom filter, and on "maybe"
+//!    the store. If it was recorded, the worker removes its `InFlight` entry and
+//!    completes the task as a duplicate. Otherwise it processes the task.
+//! 3. On success the entry becomes `Done { committed: false }` and the record goes
+//!    to the writer. On failure the entry is removed (the key may be tried again).
+//! 4. After the writer commits a batch it marks each entry `committed` and adds
+//!    the key to its eviction queue. Only committed entries are ever evicted, so
+//!    an entry that leaves the cache can always be found in the store.
+//!
+//! The cache holds at most `cache_capacity` committed entries plus the ones in
+//! flight or waiting for a commit (both bounded by the engine's capacity and the
+//! writer's queue).
+
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use compact_str::CompactString;
+
+use crate::sync::map::{Action, Map};
+use crate::task::Task;
+
+/// What the cache knows about a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// A worker is processing it.
+    InFlight {
+        /// Hash of the claiming task's image key and size.
+        fingerprint: u64,
+    },
+    /// It succeeded.
+    Done {
+        /// Hash of the task's image key and size.
+        fingerprint: u64,
+        /// The recorded output.
+        output: Option<CompactString>,
+        /// Its record is in the store (only then may the entry be evicted).
+        committed: bool,
+    },
+}
+
+/// Outcome of a claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller owns the key now: process the task.
+    New,
+    /// Another worker is processing this key.
+    InFlight,
+    /// The key already succeeded; its recorded output.
+    Done(Option<CompactString>),
+    /// The key is held for a task with other parameters.
+    Conflict,
+}
+
+/// The hot cache.
+pub struct ClaimTable {
+    map: Map<KeyState>,
+    hasher: ahash::RandomState,
+}
+
+impl Default for ClaimTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ClaimTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        ClaimTable {
+            map: Map::new(),
+            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+        }
+    }
+
+    /// A hash of what the key stands for (image key and size), to tell a
+    /// reused key from a duplicate.
+    pub fn fingerprint(&self, image_key: &str, size: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        image_key.hash(&mut h);
+        size.hash(&mut h);
+        h.finish()
+    }
+
+    /// The fingerprint of a task.
+    pub fn task_fingerprint(&self, task: &Task) -> u64 {
+        let mut size = CompactString::default();
+        use std::fmt::Write;
+        let _ = write!(size, "{}", task.size);
+        self.fingerprint(&task.image_key, &size)
+    }
+
+    /// Step 1: claims `key` for a task with `fingerprint`.
+    pub fn claim(&self, key: &str, fingerprint: u64) -> Claim {
+        self.map.update(key, |slot| match slot {
+            None => (
+                Claim::New,
+                Action::Insert(KeyState::InFlight { fingerprint }),
+            ),
+            Some(KeyState::InFlight { fingerprint: f }) if *f == fingerprint => {
+                (Claim::InFlight, Action::Keep)
+            }
+            Some(KeyState::Done {
+                fingerprint: f,
+                output,
+                ..
+            }) if *f == fingerprint => (Claim::Done(output.clone()), Action::Keep),
+            Some(_) => (Claim::Conflict, Action::Keep),
+        })
+    }
+
+    /// Step 3, success: the key is done, its record not yet committed.
+    pub fn finish(&self, key: &str, output: Option<CompactString>) {
+        self.map.update(key, |slot| match slot {
+            Some(KeyState::InFlight { fingerprint }) => {
+                let fingerprint = *fingerprint;
+                (
+                    (),
+                    Action::Set(KeyState::Done {
+                        fingerprint,
+                        output,
+                        committed: false,
+                    }),
+                )
+            }
+            _ => {
+                debug_assert!(false, "finish without a claim");
+                ((), Action::Keep)
+            }
+        });
+    }
+
+    /// Steps 2 and 3, failure or found in history: gives the claim up.
+    pub fn abandon(&self, key: &str) {
+        self.map.update(key, |slot| match slot {
+            Some(KeyState::InFlight { .. }) => ((), Action::Remove),
+            _ => ((), Action::Keep),
+        });
+    }
+
+    /// Step 4: the key's record is committed; the entry may be evicted from now on.
+    pub fn mark_committed(&self, key: &str) {
+        self.map.update(key, |slot| {
+            if let Some(KeyState::Done { committed, .. }) = slot {
+                *committed = true;
+            }
+            ((), Action::Keep)
+        });
+    }
+
+    /// Removes `key` if its record is committed; returns whether it did.
+    pub fn evict(&self, key: &str) -> bool {
+        self.map.update(key, |slot| match slot {
+            Some(KeyState::Done {
+                committed: true, ..
+            }) => (true, Action::Remove),
+            _ => (false, Action::Keep),
+        })
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The state of `key`, for tests and models.
+    #[doc(hidden)]
+    pub fn state(&self, key: &str) -> Option<KeyState> {
+        self.map
+            .update(key, |slot| (slot.map(|s| s.clone()), Action::Keep))
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_life_cycle() {
+        let t = ClaimTable::new();
+        let fp = t.fingerprint("img/a.jpg", "200x200");
+        assert_eq!(t.claim("k", fp), Claim::New);
+        assert_eq!(t.claim("k", fp), Claim::InFlight);
+        assert_eq!(t.claim("k", fp ^ 1), Claim::Conflict);
+        assert!(!t.evict("k"), "in flight is never evicted");
+        t.finish("k", Some("out".into()));
+        assert_eq!(t.claim("k", fp), Claim::Done(Some("out".into())));
+        assert!(!t.evict("k"), "uncommitted is never evicted");
+        t.mark_committed("k");
+        assert!(t.evict("k"));
+        assert!(t.is_empty());
+        assert_eq!(t.claim("k", fp), Claim::New);
+        t.abandon("k");
+        assert_eq!(t.claim("k", fp), Claim::New);
+    }
+
+    #[test]
+    fn concurrent_claims_have_one_winner() {
+        let t = std::sync::Arc::new(ClaimTable::new());
+        for round in 0..200 {
+            let key = format!("key-{round}");
+            let wins: usize = (0..4)
+                .map(|_| {
+                    let (t, key) = (t.clone(), key.clone());
+                    std::thread::spawn(move || usize::from(t.claim(&key, 7) == Claim::New))
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .sum();
+            assert_eq!(wins, 1);
+        }
+    }
+}

@@ -1,0 +1,681 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Schema version 1 (`PRAGMA user_version`):
+//!
+//! - `tasks`, keyed by `idempotency_key` (`WITHOUT ROWID`: the key is the
+//!   clustered index, so a lookup is one B-tree descent and an insert writes one
+//!   tree instead of a table plus an index): id, image_key, size, status
+//!   (`queued`/`running`/`succeeded`/`failed`), attempts, created_at,
+//!   finished_at, output_key, version (bumped on every update of a row).
+//!   The embedded store writes terminal states only; `queued` and `running` are
+//!   there for backends shared by several processes.
+//! - `dead_letter`, keyed by `idempotency_key`: the task, error class, kind,
+//!   message, attempts, first and last failure time.
+//!
+//! A new file is created with the schema; an older schema is migrated in one
+//! transaction (the `MIGRATIONS` table below); a newer one is refused. SQL only
+//! ever takes values as bound parameters.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use compact_str::CompactString;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::Serialize;
+
+use super::store::{
+    DeadLetter, RecordStatus, Recorded, Store, StoreError, StoreReader, StoreWriter, TaskRecord,
+};
+use crate::processor::ErrorClass;
+use crate::task::Task;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the first schema.
+    "CREATE TABLE tasks (
+        idempotency_key TEXT PRIMARY KEY NOT NULL,
+        id TEXT NOT NULL,
+        image_key TEXT NOT NULL,
+        size TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+        attempts INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        output_key TEXT,
+        version INTEGER NOT NULL DEFAULT 1
+    ) WITHOUT ROWID;
+    CREATE TABLE dead_letter (
+        idempotency_key TEXT PRIMARY KEY NOT NULL,
+        id TEXT NOT NULL,
+        image_key TEXT NOT NULL,
+        size TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        error_class TEXT NOT NULL CHECK (error_class IN ('transient', 'permanent')),
+        error_kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        first_failed_at INTEGER NOT NULL,
+        last_failed_at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+];
+
+/// How a success is made durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Records are committed in batches (WAL, `synchronous=NORMAL`); a task is
+    /// reported done when its record is handed to the writer. A crash loses at
+    /// most the batches not yet committed: those tasks run again on the next run
+    /// of the same input (at-least-once; outputs are written atomically and
+    /// deterministically, so the effect is once).
+    #[default]
+    Batch,
+    /// A task is reported done only after the batch holding its record is
+    /// committed with `synchronous=FULL` (one fsync per batch): an acknowledged
+    /// task survives a crash or power loss.
+    GroupCommit,
+}
+
+/// Settings of the SQLite store.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SqliteOptions {
+    /// How long a connection waits for a lock held by another process.
+    pub busy_timeout: Duration,
+    /// `synchronous` of the writer: NORMAL for batch mode, FULL for group commit.
+    pub durability: Durability,
+    /// Page cache of the writer connection, KiB.
+    pub writer_cache_kib: i64,
+    /// Page cache of each reader connection, KiB.
+    pub reader_cache_kib: i64,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+            durability: Durability::Batch,
+            writer_cache_kib: 64 * 1024,
+            reader_cache_kib: 8 * 1024,
+        }
+    }
+}
+
+/// A taskq database in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    options: SqliteOptions,
+}
+
+fn sql_err<'a>(path: &'a Path, what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
+    let what = what.to_string();
+    move |e| {
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if f.code == rusqlite::ErrorCode::NotADatabase {
+                return StoreError::NotTaskq {
+                    path: path.display().to_string(),
+                    message: "not a SQLite database (or it is corrupt or encrypted)".into(),
+                };
+            }
+        }
+        StoreError::sqlite(format!("{}: {what}", path.display()), e)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, checks or migrates its
+    /// schema, and switches it to WAL.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotTaskq`] for a file that is not a taskq database,
+    /// [`StoreError::NewerSchema`] for a newer schema, [`StoreError::Sqlite`]
+    /// when the file cannot be opened, created or written (read-only path, locked).
+    pub fn open(path: impl Into<PathBuf>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.into();
+        create_private(&path);
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(&path, "cannot open database"))?;
+        conn.busy_timeout(options.busy_timeout)
+            .map_err(sql_err(&path, "cannot set busy timeout"))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(sql_err(&path, "cannot switch to WAL"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NotTaskq {
+                path: path.display().to_string(),
+                message: format!("cannot use WAL journal mode (got {mode})"),
+            });
+        }
+        migrate(&mut conn, &path)?;
+        Ok(SqliteStore { path, options })
+    }
+
+    /// Opens an existing database without creating or migrating it (for the
+    /// `dlq` commands).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), and when the file does not exist.
+    pub fn open_existing(
+        path: impl Into<PathBuf>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        let path = path.into();
+        if !path.exists() {
+            return Err(StoreError::NotTaskq {
+                path: path.display().to_string(),
+                message: "no such database".into(),
+            });
+        }
+        Self::open(path, options)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connect(&self, cache_kib: i64) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_err(&self.path, "cannot open database"))?;
+        conn.busy_timeout(self.options.busy_timeout)
+            .map_err(sql_err(&self.path, "cannot set busy timeout"))?;
+        conn.pragma_update(None, "cache_size", -cache_kib)
+            .map_err(sql_err(&self.path, "cannot set cache_size"))?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(sql_err(&self.path, "cannot set temp_store"))?;
+        Ok(conn)
+    }
+
+    /// A connection for one-off queries (tests, the `dlq` commands).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if it cannot be opened.
+    pub fn connection(&self) -> Result<Connection, StoreError> {
+        self.connect(self.options.reader_cache_kib)
+    }
+
+    /// Dead letters, oldest failure first; only `key`'s when given.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the table cannot be read.
+    pub fn dead_letters(&self, key: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+        let conn = self.connection()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT idempotency_key, id, image_key, size, created_at, error_class, error_kind,
+                        message, attempts, first_failed_at, last_failed_at
+                 FROM dead_letter WHERE ?1 IS NULL OR idempotency_key = ?1
+                 ORDER BY first_failed_at, idempotency_key",
+            )
+            .map_err(sql_err(&self.path, "cannot read dead_letter"))?;
+        let rows = stmt
+            .query_map(params![key], |r| {
+                let size: String = r.get(3)?;
+                let class: String = r.get(5)?;
+                Ok(DeadLetter {
+                    task: Task {
+                        idempotency_key: r.get::<_, String>(0)?.into(),
+                        id: r.get::<_, String>(1)?.into(),
+                        image_key: r.get::<_, String>(2)?.into(),
+                        size: size.parse().map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                3,
+                                rusqlite::types::Type::Text,
+                                Box::new(e),
+                            )
+                        })?,
+                        created_at: r.get::<_, i64>(4)? as u64,
+                        attempts: r.get::<_, i64>(8)? as u32,
+                    },
+                    class: if class == "transient" {
+                        ErrorClass::Transient
+                    } else {
+                        ErrorClass::Permanent
+                    },
+                    kind: r.get(6)?,
+                    message: r.get(7)?,
+                    attempts: r.get::<_, i64>(8)? as u32,
+                    first_failed_at: r.get::<_, i64>(9)? as u64,
+                    last_failed_at: r.get::<_, i64>(10)? as u64,
+                })
+            })
+            .map_err(sql_err(&self.path, "cannot read dead_letter"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql_err(&self.path, "cannot read dead_letter"))
+    }
+
+    /// Deletes dead letters (`key`'s, or all); returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the table cannot be written.
+    pub fn purge_dead_letters(&self, key: Option<&str>) -> Result<u64, StoreError> {
+        let conn = self.connection()?;
+        let n = conn
+            .execute(
+                "DELETE FROM dead_letter WHERE ?1 IS NULL OR idempotency_key = ?1",
+                params![key],
+            )
+            .map_err(sql_err(&self.path, "cannot purge dead_letter"))?;
+        Ok(n as u64)
+    }
+
+    /// Removes dead letters whose key has since succeeded; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the tables cannot be written.
+    pub fn clear_recovered_dead_letters(&self) -> Result<u64, StoreError> {
+        let conn = self.connection()?;
+        let n = conn
+            .execute(
+                "DELETE FROM dead_letter WHERE idempotency_key IN
+                   (SELECT idempotency_key FROM tasks WHERE status = 'succeeded')",
+                [],
+            )
+            .map_err(sql_err(&self.path, "cannot update dead_letter"))?;
+        Ok(n as u64)
+    }
+}
+
+/// Creates a new database file readable by its owner only, before SQLite
+/// opens it (SQLite gives the `-wal` and `-shm` files the same permissions).
+fn create_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(sql_err(path, "cannot read schema version"))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.display().to_string(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == 0 {
+        let foreign: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql_err(path, "cannot read schema"))?;
+        if foreign > 0 {
+            return Err(StoreError::NotTaskq {
+                path: path.display().to_string(),
+                message: format!(
+                    "holds {foreign} table(s) but no taskq schema version; refusing to touch it"
+                ),
+            });
+        }
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql_err(path, "cannot start migration"))?;
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(sql_err(
+            path,
+            &format!("cannot migrate schema from version {from}"),
+        ))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(sql_err(path, "cannot set schema version"))?;
+    tx.commit()
+        .map_err(sql_err(path, "cannot commit migration"))
+}
+
+impl Store for SqliteStore {
+    fn reader(&self) -> Result<Box<dyn StoreReader>, StoreError> {
+        let conn = self.connect(self.options.reader_cache_kib)?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(sql_err(&self.path, "cannot set query_only"))?;
+        Ok(Box::new(SqliteReader {
+            conn,
+            path: self.path.clone(),
+        }))
+    }
+
+    fn writer(&self) -> Result<Box<dyn StoreWriter>, StoreError> {
+        let conn = self.connect(self.options.writer_cache_kib)?;
+        let sync = match self.options.durability {
+            Durability::Batch => "NORMAL",
+            Durability::GroupCommit => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(sql_err(&self.path, "cannot set synchronous"))?;
+        Ok(Box::new(SqliteWriter {
+            conn,
+            path: self.path.clone(),
+        }))
+    }
+
+    fn for_each_succeeded_key(&self, f: &mut dyn FnMut(&str)) -> Result<u64, StoreError> {
+        let conn = self.connection()?;
+        let mut stmt = conn
+            .prepare("SELECT idempotency_key FROM tasks WHERE status = 'succeeded'")
+            .map_err(sql_err(&self.path, "cannot read history"))?;
+        let mut rows = stmt
+            .query([])
+            .map_err(sql_err(&self.path, "cannot read history"))?;
+        let mut n = 0;
+        while let Some(row) = rows
+            .next()
+            .map_err(sql_err(&self.path, "cannot read history"))?
+        {
+            let key = row
+                .get_ref(0)
+                .and_then(|v| v.as_str().map_err(Into::into))
+                .map_err(sql_err(&self.path, "cannot read history"))?;
+            f(key);
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+struct SqliteReader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl StoreReader for SqliteReader {
+    fn lookup_succeeded(&mut self, key: &str) -> Result<Option<Recorded>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT image_key, size, output_key FROM tasks
+                 WHERE idempotency_key = ?1 AND status = 'succeeded'",
+            )
+            .map_err(sql_err(&self.path, "cannot look up history"))?;
+        stmt.query_row(params![key], |r| {
+            Ok(Recorded {
+                image_key: CompactString::from(r.get_ref(0)?.as_str()?),
+                size: CompactString::from(r.get_ref(1)?.as_str()?),
+                output_key: r.get_ref(2)?.as_str_or_null()?.map(CompactString::from),
+            })
+        })
+        .optional()
+        .map_err(sql_err(&self.path, "cannot look up history"))
+    }
+}
+
+struct SqliteWriter {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const INSERT_TASK: &str = "INSERT INTO tasks
+        (idempotency_key, id, image_key, size, status, attempts, created_at, finished_at, output_key)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+    ON CONFLICT (idempotency_key) DO UPDATE SET
+        id = excluded.id, image_key = excluded.image_key, size = excluded.size,
+        status = excluded.status, attempts = excluded.attempts,
+        finished_at = excluded.finished_at, output_key = excluded.output_key,
+        version = tasks.version + 1
+    WHERE tasks.status <> 'succeeded'";
+
+const INSERT_DEAD: &str = "INSERT INTO dead_letter
+        (idempotency_key, id, image_key, size, created_at, error_class, error_kind, message,
+         attempts, first_failed_at, last_failed_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    ON CONFLICT (idempotency_key) DO UPDATE SET
+        id = excluded.id, error_class = excluded.error_class, error_kind = excluded.error_kind,
+        message = excluded.message, attempts = dead_letter.attempts + excluded.attempts,
+        last_failed_at = excluded.last_failed_at";
+
+impl StoreWriter for SqliteWriter {
+    fn commit(&mut self, records: &[TaskRecord], dead: &[DeadLetter]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql_err(&path, "cannot begin a batch"))?;
+        {
+            let mut insert = tx
+                .prepare_cached(INSERT_TASK)
+                .map_err(sql_err(&path, "cannot prepare insert"))?;
+            let mut size = CompactString::default();
+            for r in records {
+                let t = &r.task;
+                size.clear();
+                use std::fmt::Write;
+                let _ = write!(size, "{}", t.size);
+                insert
+                    .execute(params![
+                        t.idempotency_key.as_str(),
+                        t.id.as_str(),
+                        t.image_key.as_str(),
+                        size.as_str(),
+                        r.status.as_str(),
+                        t.attempts,
+                        t.created_at as i64,
+                        r.finished_at as i64,
+                        r.output_key.as_deref(),
+                    ])
+                    .map_err(sql_err(&path, "cannot insert a record"))?;
+            }
+            if !dead.is_empty() {
+                let mut insert = tx
+                    .prepare_cached(INSERT_DEAD)
+                    .map_err(sql_err(&path, "cannot prepare insert"))?;
+                for d in dead {
+                    let t = &d.task;
+                    insert
+                        .execute(params![
+                            t.idempotency_key.as_str(),
+                            t.id.as_str(),
+                            t.image_key.as_str(),
+                            t.size.to_string(),
+                            t.created_at as i64,
+                            d.class.to_string(),
+                            d.kind,
+                            d.message,
+                            d.attempts,
+                            d.first_failed_at as i64,
+                            d.last_failed_at as i64,
+                        ])
+                        .map_err(sql_err(&path, "cannot insert a dead letter"))?;
+                }
+            }
+        }
+        tx.commit().map_err(sql_err(&path, "cannot commit a batch"))
+    }
+}
+
+/// The `status` of a record, as stored.
+impl std::fmt::Display for RecordStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    fn record(i: u32, status: RecordStatus) -> TaskRecord {
+        let task = Task::new(&format!("img/{i:06}.jpg"), "200x200".parse().unwrap())
+            .unwrap()
+            .with_id(i.to_string());
+        TaskRecord {
+            task,
+            status,
+            finished_at: 1,
+            output_key: Some("out".into()),
+        }
+    }
+
+    #[test]
+    fn create_commit_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let mut w = store.writer().unwrap();
+        w.commit(
+            &[
+                record(1, RecordStatus::Succeeded),
+                record(2, RecordStatus::Failed),
+            ],
+            &[],
+        )
+        .unwrap();
+        let mut r = store.reader().unwrap();
+        let hit = r
+            .lookup_succeeded("img/000001.jpg:200x200")
+            .unwrap()
+            .unwrap();
+        assert_eq!(hit.size, "200x200");
+        assert_eq!(hit.output_key.as_deref(), Some("out"));
+        assert!(r
+            .lookup_succeeded("img/000002.jpg:200x200")
+            .unwrap()
+            .is_none());
+        assert!(r.lookup_succeeded("nope").unwrap().is_none());
+        let mut keys = vec![];
+        assert_eq!(
+            store
+                .for_each_succeeded_key(&mut |k| keys.push(k.to_string()))
+                .unwrap(),
+            1
+        );
+        assert_eq!(keys, ["img/000001.jpg:200x200"]);
+    }
+
+    #[test]
+    fn success_is_never_overwritten_failure_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let mut w = store.writer().unwrap();
+        w.commit(&[record(1, RecordStatus::Failed)], &[]).unwrap();
+        w.commit(&[record(1, RecordStatus::Succeeded)], &[])
+            .unwrap();
+        w.commit(&[record(1, RecordStatus::Failed)], &[]).unwrap();
+        let conn = store.connection().unwrap();
+        let (status, version): (String, i64) = conn
+            .query_row("SELECT status, version FROM tasks", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((status.as_str(), version), ("succeeded", 2));
+    }
+
+    #[test]
+    fn schema_versions_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+        // Reopening an up-to-date file is fine.
+        drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let e = SqliteStore::open(&path, SqliteOptions::default()).unwrap_err();
+        assert!(
+            matches!(e, StoreError::NewerSchema { found: 99, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("newer"));
+    }
+
+    #[test]
+    fn foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(
+            &text,
+            "this is not a database, just some text that is long enough",
+        )
+        .unwrap();
+        let e = SqliteStore::open(&text, SqliteOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("not a SQLite database"), "{e}");
+        let other = dir.path().join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE people (name TEXT)")
+            .unwrap();
+        let e = SqliteStore::open(&other, SqliteOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("refusing"), "{e}");
+    }
+
+    #[test]
+    fn dead_letters_round_trip_and_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let mut w = store.writer().unwrap();
+        let dl = |i| DeadLetter {
+            task: Task {
+                created_at: 5,
+                attempts: 1,
+                ..record(i, RecordStatus::Failed).task
+            },
+            class: ErrorClass::Permanent,
+            kind: "bad_source".into(),
+            message: "cannot decode".into(),
+            attempts: 1,
+            first_failed_at: u64::from(i),
+            last_failed_at: u64::from(i),
+        };
+        w.commit(&[], &[dl(1), dl(2)]).unwrap();
+        let all = store.dead_letters(None).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], dl(1));
+        assert_eq!(
+            store
+                .dead_letters(Some("img/000002.jpg:200x200"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .purge_dead_letters(Some("img/000001.jpg:200x200"))
+                .unwrap(),
+            1
+        );
+        w.commit(&[record(2, RecordStatus::Succeeded)], &[])
+            .unwrap();
+        assert_eq!(store.clear_recovered_dead_letters().unwrap(), 1);
+        assert!(store.dead_letters(None).unwrap().is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path, SqliteOptions::default()).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

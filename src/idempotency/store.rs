@@ -1,0 +1,164 @@
+//! The store behind idempotency: what the engine needs from durable history,
+//! as a small trait, so that a shared backend (PostgreSQL, for several taskq
+//! processes on several machines) can stand beside the embedded SQLite one.
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use crate::processor::ErrorClass;
+use crate::task::Task;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or used.
+    #[error("{context}: {cause}")]
+    Sqlite {
+        /// What was being done (names the file).
+        context: String,
+        /// SQLite's error (part of the message, not a separate `source`, so
+        /// that `{:#}` states it once).
+        cause: rusqlite::Error,
+    },
+    /// The file's schema is newer than this build understands.
+    #[error("{path}: schema version {found} is newer than this taskq understands ({supported}); upgrade taskq or use another --db")]
+    NewerSchema {
+        /// The database file.
+        path: String,
+        /// `PRAGMA user_version` found.
+        found: i64,
+        /// Highest version this build can read.
+        supported: i64,
+    },
+    /// The file is not a taskq database (other tables, or not SQLite at all).
+    #[error("{path}: {message}")]
+    NotTaskq {
+        /// The database file.
+        path: String,
+        /// What was found.
+        message: String,
+    },
+    /// The writer stopped earlier; nothing more is committed.
+    #[error("the record writer stopped after an earlier error: {0}")]
+    WriterStopped(String),
+}
+
+impl StoreError {
+    pub(crate) fn sqlite(context: impl Into<String>, cause: rusqlite::Error) -> Self {
+        StoreError::Sqlite {
+            context: context.into(),
+            cause,
+        }
+    }
+}
+
+/// Terminal status of a task record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordStatus {
+    /// Processed successfully: the key is done for good.
+    Succeeded,
+    /// Failed for good (its dead-letter row says why).
+    Failed,
+}
+
+impl RecordStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RecordStatus::Succeeded => "succeeded",
+            RecordStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One row of the `tasks` table, as the writer commits it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The task (id, keys, size, created_at, attempts made).
+    pub task: Task,
+    /// Outcome.
+    pub status: RecordStatus,
+    /// When the last attempt ended, Unix milliseconds.
+    pub finished_at: u64,
+    /// Where the output went, for successes.
+    pub output_key: Option<CompactString>,
+}
+
+/// One row of the `dead_letter` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The task as it was last attempted.
+    pub task: Task,
+    /// `transient` (retries exhausted) or `permanent`.
+    pub class: ErrorClass,
+    /// The processor's error kind, or `shutdown` when a pending retry was cut short.
+    pub kind: String,
+    /// The last error's message.
+    pub message: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the first attempt failed, Unix milliseconds.
+    pub first_failed_at: u64,
+    /// When the last attempt failed, Unix milliseconds.
+    pub last_failed_at: u64,
+}
+
+/// What the history says about a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// The recorded image key and size (to detect a key reused with other parameters).
+    pub image_key: CompactString,
+    /// The recorded size, as text (`WxH`).
+    pub size: CompactString,
+    /// The recorded output.
+    pub output_key: Option<CompactString>,
+}
+
+/// Durable history of task records and dead letters.
+///
+/// The engine opens one [`StoreWriter`] (owned by the writer thread) and one
+/// [`StoreReader`] per worker (for history lookups on a hot-cache miss).
+pub trait Store: Send + Sync + 'static {
+    /// A reader for one worker thread.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if a connection cannot be opened.
+    fn reader(&self) -> Result<Box<dyn StoreReader>, StoreError>;
+
+    /// The writer (one per engine).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if a connection cannot be opened.
+    fn writer(&self) -> Result<Box<dyn StoreWriter>, StoreError>;
+
+    /// Calls `f` with every key recorded as succeeded (to seed the Bloom filter);
+    /// returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the history cannot be read.
+    fn for_each_succeeded_key(&self, f: &mut dyn FnMut(&str)) -> Result<u64, StoreError>;
+}
+
+/// Looks keys up in the history.
+pub trait StoreReader: Send {
+    /// The succeeded record of `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the lookup fails.
+    fn lookup_succeeded(&mut self, key: &str) -> Result<Option<Recorded>, StoreError>;
+}
+
+/// Commits batches of records.
+pub trait StoreWriter: Send {
+    /// Commits `records` and `dead` in one transaction. A success is never
+    /// overwritten; a failure may be overwritten by a later success.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: nothing of the batch is committed.
+    fn commit(&mut self, records: &[TaskRecord], dead: &[DeadLetter]) -> Result<(), StoreError>;
+}

@@ -1,0 +1,201 @@
+//! The write-behind batcher: one thread owns the write connection, takes
+//! records from the [`Handoff`] in batches (by size or by time, whichever comes
+//! first), commits each batch in one transaction, then marks the keys committed
+//! in the hot cache, adds them to the Bloom filter and evicts the oldest
+//! committed keys beyond the cache's capacity.
+//!
+//! If a commit fails (disk full, database locked past the busy timeout,
+//! read-only file), the writer stops committing: the caller is told (the engine
+//! stops admission and reports the error), and this batch and every later one
+//! are appended to a recovery file beside the database (`<db>.unsaved.ndjson`),
+//! so no record is lost.
+
+use std::collections::VecDeque;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use compact_str::CompactString;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::bloom::Bloom;
+use super::claim::ClaimTable;
+use super::handoff::Handoff;
+use super::store::{DeadLetter, RecordStatus, StoreError, StoreWriter, TaskRecord};
+
+/// One item for the writer.
+pub(crate) struct Pending {
+    /// The task's record (succeeded, or failed with its dead letter).
+    pub(crate) record: TaskRecord,
+    /// The dead letter, for a task that failed for good.
+    pub(crate) dead: Option<DeadLetter>,
+    /// Set in group-commit mode: the task completes after the commit, with this
+    /// submit timestamp (raw clock ticks).
+    pub(crate) ack: Option<u64>,
+}
+
+/// What the writer did, for the report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct WriterReport {
+    /// Batches committed.
+    pub batches: u64,
+    /// Task records committed.
+    pub records: u64,
+    /// Dead letters committed.
+    pub dead_letters: u64,
+    /// Largest batch committed.
+    pub max_batch: u64,
+    /// Time per commit, milliseconds.
+    pub commit_ms: CommitTimes,
+    /// Keys evicted from the hot cache.
+    pub evictions: u64,
+    /// Records that could not be committed (in the recovery file).
+    pub unsaved: u64,
+    /// Where unsaved records were written, if any.
+    pub recovery_file: Option<String>,
+    /// The commit error that stopped the writer, if any.
+    pub error: Option<String>,
+}
+
+/// Commit time distribution, milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct CommitTimes {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+pub(crate) struct WriterSettings {
+    pub(crate) linger: Duration,
+    pub(crate) cache_capacity: usize,
+    pub(crate) recovery_path: PathBuf,
+}
+
+/// Runs the writer until the hand-off is closed and drained. `on_batch` is
+/// called after every batch with the batch and the commit's result.
+pub(crate) fn run(
+    mut writer: Box<dyn StoreWriter>,
+    handoff: &Handoff<Pending>,
+    table: &ClaimTable,
+    bloom: &Bloom,
+    settings: WriterSettings,
+    mut on_batch: impl FnMut(&mut Vec<Pending>, Result<(), &StoreError>),
+) -> WriterReport {
+    let mut report = WriterReport::default();
+    let mut commit_ns = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("static histogram bounds are valid");
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut records: Vec<TaskRecord> = Vec::new();
+    let mut dead: Vec<DeadLetter> = Vec::new();
+    let mut committed_keys: VecDeque<CompactString> = VecDeque::new();
+    let mut stopped: Option<StoreError> = None;
+    while handoff.recv_batch(settings.linger, &mut batch) {
+        if stopped.is_some() {
+            save_unsaved(&settings, &mut report, &batch);
+            let err = StoreError::WriterStopped(report.error.clone().unwrap_or_default());
+            on_batch(&mut batch, Err(&err));
+            batch.clear();
+            continue;
+        }
+        records.clear();
+        dead.clear();
+        for p in &batch {
+            records.push(p.record.clone());
+            if let Some(d) = &p.dead {
+                dead.push(d.clone());
+            }
+        }
+        let start = Instant::now();
+        let result = writer.commit(&records, &dead);
+        commit_ns.saturating_record(start.elapsed().as_nanos() as u64);
+        match &result {
+            Ok(()) => {
+                report.batches += 1;
+                report.records += records.len() as u64;
+                report.dead_letters += dead.len() as u64;
+                report.max_batch = report.max_batch.max(batch.len() as u64);
+                for p in &batch {
+                    if p.record.status == RecordStatus::Succeeded {
+                        let key = &p.record.task.idempotency_key;
+                        bloom.insert(key);
+                        table.mark_committed(key);
+                        committed_keys.push_back(key.clone());
+                    }
+                }
+                while table.len() > settings.cache_capacity {
+                    let Some(key) = committed_keys.pop_front() else {
+                        break;
+                    };
+                    if table.evict(&key) {
+                        report.evictions += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                report.error = Some(e.to_string());
+                save_unsaved(&settings, &mut report, &batch);
+            }
+        }
+        on_batch(&mut batch, result.as_ref().map(|_| ()));
+        if let Err(e) = result {
+            stopped = Some(e);
+        }
+        batch.clear();
+    }
+    if !commit_ns.is_empty() {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        report.commit_ms = CommitTimes {
+            mean: commit_ns.mean() / 1e6,
+            p50: ms(commit_ns.value_at_quantile(0.5)),
+            p99: ms(commit_ns.value_at_quantile(0.99)),
+            max: ms(commit_ns.max()),
+        };
+    }
+    report
+}
+
+/// Appends a batch that could not be committed to the recovery file.
+fn save_unsaved(settings: &WriterSettings, report: &mut WriterReport, batch: &[Pending]) {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        record: &'a TaskRecord,
+        dead_letter: Option<&'a DeadLetter>,
+    }
+    let mut text = String::new();
+    for p in batch {
+        let line = Line {
+            record: &p.record,
+            dead_letter: p.dead.as_ref(),
+        };
+        text.push_str(&serde_json::to_string(&line).expect("records serialise"));
+        text.push('\n');
+    }
+    let path = &settings.recovery_path;
+    let written = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()));
+    report.unsaved += batch.len() as u64;
+    match written {
+        Ok(()) => report.recovery_file = Some(path.display().to_string()),
+        Err(e) => {
+            let msg = format!(
+                "{} records could not be saved to {} either: {e}",
+                batch.len(),
+                path.display()
+            );
+            report.error = Some(match report.error.take() {
+                Some(prev) => format!("{prev}; {msg}"),
+                None => msg,
+            });
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Deliberate bugs, compiled only under loom, that prove the models can fail.
+//!
+//! Each [`Fault`] turns one step of a protocol into a plausible mistake. A loom
+//! model runs the engine's own code with the fault switched on and must reject
+//! it (a failed assertion, or loom's deadlock detection); the `should_panic`
+//! tests in `loom_tests/` check that it does. Without the `loom` feature none of
+//! this exists: the types that consult it carry no fault field at all, so the
+//! production code path is the one the models check with no fault injected.
+//!
+//! A fault is injected at construction: [`with_fault`] sets it for the calling
+//! thread while a closure runs, and the constructors of the affected types
+//! (`Admission::new`, `Sleep::new`) pick it up. So a fault reaches a type built
+//! deep inside `Engine::start` as well as one a model builds itself. (A
+//! thread-local, not a `static`: tests run in parallel, and every loom thread of
+//! a model runs on the thread that called `loom::model`.)
+
+use std::cell::Cell;
+
+/// A deliberate bug in one protocol step (loom builds only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Admission: reserve a slot with a load, a check and a plain store instead
+    /// of one compare-and-swap, so two producers can both take the last slot.
+    CheckThenAct,
+    /// Admission: a release never wakes parked producers.
+    SkipNotify,
+    /// Admission: acquire/release orderings instead of `SeqCst` on the
+    /// `waiters`/`state` store-load pair, so the parking producer and the
+    /// releaser can each miss the other's write.
+    WeakOrdering,
+    /// Admission: `close` reads the depth, then sets `CLOSED` in a second step,
+    /// so the last release can land in between and nobody is told `Drained`.
+    SplitClose,
+    /// Sleep: a worker waits without re-checking for work after announcing
+    /// itself, so work published just before the announcement is missed.
+    NoRecheck,
+    /// Sleep: `notify_one` signals without taking the lock, so the signal can
+    /// fall between a worker's re-check and its wait.
+    UnlockedNotify,
+}
+
+thread_local! {
+    static INJECTED: Cell<Option<Fault>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `fault` injected into every `Admission` and `Sleep` it
+/// constructs on this thread (each type takes only the faults that concern it).
+///
+/// # Examples
+///
+/// ```ignore
+/// loom::model(|| {
+///     let admission = with_fault(Fault::SkipNotify, || Admission::new(1));
+///     // ... a model that loom must reject ...
+/// });
+/// ```
+pub fn with_fault<R>(fault: Fault, f: impl FnOnce() -> R) -> R {
+    struct Reset(Option<Fault>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            INJECTED.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(INJECTED.with(|c| c.replace(Some(fault))));
+    f()
+}
+
+/// The fault injected on this thread right now, if any.
+pub(crate) fn injected() -> Option<Fault> {
+    INJECTED.with(Cell::get)
+}
