@@ -4,6 +4,8 @@
 //! `cargo bench --bench throughput`; the engine issue's target is
 //! `noop_1m/submit_iter/w2_c1024` ≥ 25 M tasks/s on the 2-core reference machine.
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use taskq::{Engine, EngineConfig, Noop, Task};
 
@@ -74,5 +76,9 @@ fn capacity_sweep(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, noop_1m, capacity_sweep);
+criterion_group! {
+    name = benches;
+    config = support::config();
+    targets = noop_1m, capacity_sweep
+}
 criterion_main!(benches);

@@ -1,1 +1,34 @@
+//! Loom models of taskq's concurrency protocols (promises 1, 2, 3, 6 and 7 of
+//! DESIGN.md), one file per protocol, one invariant per test. They drive the
+//! engine's own types (`taskq::internals`, the public API) with loom's
+//! primitives swapped in by `src/sync`; nothing here re-implements an algorithm.
+//!
+//! Run: `LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom --test loom`
+//! (see README.md in this folder for replaying a failure).
+//!
+//! Each protocol also has `should_panic` tests that inject a deliberate bug
+//! (`taskq::internals::Fault`, loom builds only) and expect loom to reject it.
 
+mod admission;
+mod drain;
+mod metrics;
+mod parking;
+// Later protocols, one file each: idempotency claim, writer hand-off, retry hand-back.
+
+use loom::model::Builder;
+
+/// Explores every interleaving of `f`, with at most `bound` preemptions per
+/// execution unless `LOOM_MAX_PREEMPTIONS` sets another bound. `LOOM_LOG`
+/// (a tracing filter, e.g. `trace`) logs each step, as with `loom::model`.
+pub(crate) fn check(bound: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(bound);
+    }
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("LOOM_LOG"))
+        .with_test_writer()
+        .without_time()
+        .finish();
+    tracing::subscriber::with_default(subscriber, || builder.check(f));
+}

@@ -29,8 +29,18 @@
 //! the producer writes `waiters` then reads `state`; the releaser writes `state`
 //! then reads `waiters`. Both sides use `SeqCst`, so at least one of them sees the
 //! other's write, and the lock makes "saw it" and "is waiting" the same thing.
+//!
+//! # Model checking
+//!
+//! `loom_tests/admission.rs` checks the bound, the accounting, the wake-ups and
+//! the single `Drained` under loom. Under the `loom` feature (only) an
+//! `Admission` can carry a deliberate [`Fault`](crate::sync::fault::Fault)
+//! (check-then-act reservation, skipped notify, weak ordering, split close) that
+//! the models must reject.
 
-use crate::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::sync::atomic::{AtomicUsize, Ordering, Ordering::*};
+#[cfg(feature = "loom")]
+use crate::sync::fault::{self, Fault};
 use crate::sync::{lock, wait, CachePadded, Condvar, Mutex};
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -80,6 +90,10 @@ pub struct Admission {
     low_water: usize,
     lock: Mutex<()>,
     room: Condvar,
+    /// A deliberate bug for the loom models ([`fault::with_fault`]); the field
+    /// does not exist outside loom builds.
+    #[cfg(feature = "loom")]
+    fault: Option<Fault>,
 }
 
 impl Admission {
@@ -94,7 +108,29 @@ impl Admission {
             low_water: capacity / 2,
             lock: Mutex::new(()),
             room: Condvar::new(),
+            #[cfg(feature = "loom")]
+            fault: fault::injected().filter(|f| {
+                matches!(
+                    f,
+                    Fault::CheckThenAct
+                        | Fault::SkipNotify
+                        | Fault::WeakOrdering
+                        | Fault::SplitClose
+                )
+            }),
         }
+    }
+
+    /// The ordering of one side of the store-load pair (module docs): `SeqCst`.
+    /// Only under loom, with [`Fault::WeakOrdering`] injected, the weaker `weak`.
+    #[inline(always)]
+    fn pair(&self, weak: Ordering) -> Ordering {
+        #[cfg(feature = "loom")]
+        if self.fault == Some(Fault::WeakOrdering) {
+            return weak;
+        }
+        let _ = weak;
+        SeqCst
     }
 
     /// The bound.
@@ -135,9 +171,9 @@ impl Admission {
     #[inline]
     pub fn try_acquire_many(&self, max: usize) -> Result<usize, AdmitError> {
         debug_assert!(max >= 1);
-        // SeqCst: the load and the CAS pair with a releaser's `fetch_sub` and its
+        // SeqCst (`pair`): the load and the CAS pair with a releaser's `fetch_sub` and its
         // read of `waiters` (store-load pair, see the module docs).
-        let mut cur = self.state.load(SeqCst);
+        let mut cur = self.state.load(self.pair(Acquire));
         loop {
             if cur & CLOSED != 0 {
                 return Err(AdmitError::Closed);
@@ -146,10 +182,18 @@ impl Admission {
                 return Err(AdmitError::Full);
             }
             let k = max.min(self.capacity - cur);
-            match self
-                .state
-                .compare_exchange_weak(cur, cur + k, SeqCst, SeqCst)
-            {
+            #[cfg(feature = "loom")]
+            if self.fault == Some(Fault::CheckThenAct) {
+                // The bug: the check above and this store are two steps.
+                self.state.store(cur + k, SeqCst);
+                return Ok(k);
+            }
+            match self.state.compare_exchange_weak(
+                cur,
+                cur + k,
+                self.pair(AcqRel),
+                self.pair(Acquire),
+            ) {
                 Ok(_) => {
                     let depth = cur + k;
                     if depth > self.max_depth.load(Relaxed) {
@@ -184,8 +228,8 @@ impl Admission {
             done => return done,
         }
         let mut guard = lock(&self.lock);
-        // SeqCst: pairs with the releaser's load of `waiters` (module docs).
-        self.waiters.fetch_add(1, SeqCst);
+        // SeqCst (`pair`): pairs with the releaser's load of `waiters` (module docs).
+        self.waiters.fetch_add(1, self.pair(AcqRel));
         let result = loop {
             match self.try_acquire_many(max) {
                 Err(AdmitError::Full) => guard = wait(&self.room, guard),
@@ -208,11 +252,14 @@ impl Admission {
         if n == 0 {
             return None;
         }
-        // SeqCst: pairs with a parking producer's `waiters` increment and re-check.
-        let prev = self.state.fetch_sub(n, SeqCst);
+        // SeqCst (`pair`): pairs with a parking producer's `waiters` increment and re-check.
+        let prev = self.state.fetch_sub(n, self.pair(AcqRel));
         debug_assert!(prev & DEPTH >= n, "released more slots than were held");
         let depth = (prev & DEPTH) - n;
-        if depth <= self.low_water && self.waiters.load(SeqCst) > 0 {
+        let wake = depth <= self.low_water && self.waiters.load(self.pair(Acquire)) > 0;
+        #[cfg(feature = "loom")]
+        let wake = wake && self.fault != Some(Fault::SkipNotify);
+        if wake {
             let _guard = lock(&self.lock);
             self.room.notify_all();
         }
@@ -222,10 +269,18 @@ impl Admission {
     /// Stops admission. Blocked producers wake and get [`AdmitError::Closed`].
     /// Returns [`Drained`] if nothing was held at that moment.
     pub fn close(&self) -> Option<Drained> {
+        // The bug: whether the engine was empty is read before, not by, the
+        // `fetch_or` that closes it.
+        #[cfg(feature = "loom")]
+        let split = (self.fault == Some(Fault::SplitClose)).then(|| self.depth() == 0);
         let prev = self.state.fetch_or(CLOSED, SeqCst);
         {
             let _guard = lock(&self.lock);
             self.room.notify_all();
+        }
+        #[cfg(feature = "loom")]
+        if let Some(empty) = split {
+            return empty.then_some(Drained);
         }
         (prev == 0).then_some(Drained)
     }

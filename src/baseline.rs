@@ -75,8 +75,10 @@ pub trait Observer: Send + 'static {
 }
 
 fn run_one(processor: &dyn Processor, task: &Task) -> Result<Output, ProcessError> {
-    catch_unwind(AssertUnwindSafe(|| processor.process(task, &Attempt::first())))
-        .unwrap_or_else(|_| Err(ProcessError::permanent("panic", "the processor panicked")))
+    catch_unwind(AssertUnwindSafe(|| {
+        processor.process(task, &Attempt::first())
+    }))
+    .unwrap_or_else(|_| Err(ProcessError::permanent("panic", "the processor panicked")))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -158,7 +160,11 @@ impl BaselineProducer {
 
 impl<O: Observer> Baseline<O> {
     /// The list and its lock, with no workers yet.
-    pub fn new(config: BaselineConfig, processor: Arc<dyn Processor>, clock: quanta::Clock) -> Self {
+    pub fn new(
+        config: BaselineConfig,
+        processor: Arc<dyn Processor>,
+        clock: quanta::Clock,
+    ) -> Self {
         Baseline {
             shared: Arc::new(BaselineShared {
                 queue: Mutex::new(Vec::new()),

@@ -31,6 +31,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Write a deterministic task file for tests and benchmarks.
     Generate(GenerateArgs),
+    /// Benchmark taskq against the designs it replaces (results/ JSON, CSV, SVG).
+    Bench(Box<crate::bench::cli::BenchArgs>),
 }
 
 /// Input formats on the command line.

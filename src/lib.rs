@@ -31,6 +31,8 @@
 #![warn(missing_docs)]
 
 pub(crate) mod admission;
+pub mod baseline;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -53,6 +55,14 @@ pub mod internals {
     pub use crate::admission::{Admission, AdmitError, Drained, ReleaseBatch};
     pub use crate::scheduler::sleep::Sleep;
     pub use crate::scheduler::{Lane, LaneView, Scheduler, Source};
+    #[cfg(feature = "loom")]
+    pub use crate::sync::fault::{with_fault, Fault};
+    /// A worker's local deque: `crossbeam-deque`'s, or its stand-in under loom.
+    #[cfg(feature = "loom")]
+    pub use crate::sync::loom_deque::Worker;
+    /// A worker's local deque: `crossbeam-deque`'s, or its stand-in under loom.
+    #[cfg(not(feature = "loom"))]
+    pub use crossbeam_deque::Worker;
 }
 
 pub use admission::AdmissionMode;

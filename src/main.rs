@@ -73,6 +73,9 @@ fn run() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => {
+            taskq::bench::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
+        }
     }
 }
 

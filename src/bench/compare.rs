@@ -214,7 +214,12 @@ pub fn record(perf_md: &Path, file: &BenchFile, json_path: &Path) -> Result<(), 
     let old = match std::fs::read_to_string(perf_md) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(BenchError::io(format!("cannot read {}", perf_md.display()), e)),
+        Err(e) => {
+            return Err(BenchError::io(
+                format!("cannot read {}", perf_md.display()),
+                e,
+            ))
+        }
     };
     let new = insert_history(&old, &history_entry(file, json_path));
     std::fs::write(perf_md, new)
@@ -253,7 +258,8 @@ pub fn history_entry(file: &BenchFile, json_path: &Path) -> String {
                 num(l.mean.median),
                 num(l.p50.median),
                 num(l.p99.median),
-                e.vs_baseline.map_or_else(|| "–".to_string(), |r| format!("{r:.1}×")),
+                e.vs_baseline
+                    .map_or_else(|| "–".to_string(), |r| format!("{r:.1}×")),
             );
         }
     }

@@ -215,7 +215,10 @@ fn run_taskq(
         completed - c.succeeded,
         makespan_s,
         report.latency_ms,
-        report.queue_depth.max,
+        // `submit_iter` reserves slots a chunk at a time, and the admission
+        // counter's high-water mark counts reserved slots: never more tasks
+        // than there are.
+        report.queue_depth.max.min(submitted as usize),
         enqueue_s,
     ))
 }
@@ -280,7 +283,11 @@ impl Observer for Recording {
     }
 }
 
-fn run_pool<P: Pool>(scenario: &Scenario, mut pool: P, tasks: Vec<Task>) -> Result<Sample, BenchError> {
+fn run_pool<P: Pool>(
+    scenario: &Scenario,
+    mut pool: P,
+    tasks: Vec<Task>,
+) -> Result<Sample, BenchError> {
     let submitted = tasks.len() as u64;
     let per_worker = tasks.len() / scenario.workers + 1;
     let recording = |_| Recording {
@@ -362,7 +369,13 @@ fn sample(
     depth_max: usize,
     enqueue_s: Option<f64>,
 ) -> Sample {
-    let per_s = |n: f64| if makespan_s > 0.0 { n / makespan_s } else { 0.0 };
+    let per_s = |n: f64| {
+        if makespan_s > 0.0 {
+            n / makespan_s
+        } else {
+            0.0
+        }
+    };
     Sample {
         submitted,
         completed,
@@ -370,8 +383,10 @@ fn sample(
         failed,
         makespan_s,
         throughput_per_s: per_s(completed as f64),
-        // Little's law: Σ residence ÷ elapsed.
-        depth_mean: per_s(latency_ms.mean / 1e3 * latency_ms.count as f64),
+        // Little's law: Σ residence ÷ the window the tasks were held in (from
+        // the first submission: the enqueue phase counts under queue-first).
+        depth_mean: latency_ms.mean / 1e3 * latency_ms.count as f64
+            / (makespan_s + enqueue_s.unwrap_or(0.0)).max(f64::MIN_POSITIVE),
         latency_ms,
         depth_max,
         enqueue_s,

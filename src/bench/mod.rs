@@ -30,11 +30,13 @@
 //!   itself (its HDR histograms); for baseline and classic the producer stores
 //!   a raw clock reading beside the task and the worker's observer takes one
 //!   at completion, the same two clock reads taskq makes.
-//! - *Queue depth*: tasks submitted and not yet completed. Mean depth is
-//!   Σ latency ÷ makespan (Little's law) for every engine. Max depth is taskq's
-//!   admission counter (which includes completions a worker has not released
-//!   yet: batched releases), and for baseline and classic an exact sweep over
-//!   the recorded submit and completion times.
+//! - *Queue depth*: tasks submitted and not yet completed (queued or
+//!   running). Mean depth is Σ latency ÷ the time they were held in (Little's
+//!   law; the makespan, plus the enqueue phase under `--queue-first`) for every
+//!   engine. Max depth is taskq's admission high-water mark (which counts
+//!   completions a worker has not released yet, and slots `submit_iter` has
+//!   reserved, so it is capped at the task count), and for baseline and
+//!   classic an exact sweep over the recorded submit and completion times.
 //! - `--queue-first` queues every task before any processing starts. taskq's
 //!   workers start with the engine, so its processor is wrapped in a gate that
 //!   holds each worker on its first task until the batch is queued; baseline
@@ -120,7 +122,17 @@ impl BenchError {
 
 /// The engines a benchmark can run.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
@@ -207,7 +219,10 @@ impl Scenario {
             if (lo..=hi).contains(&v) {
                 Ok(())
             } else {
-                Err(BenchError::config(name, format!("must be between {lo} and {hi}, got {v}")))
+                Err(BenchError::config(
+                    name,
+                    format!("must be between {lo} and {hi}, got {v}"),
+                ))
             }
         };
         range("tasks", self.tasks, 1, 100_000_000)?;
@@ -294,7 +309,8 @@ pub struct Sample {
     pub latency_ms: Percentiles,
     /// Highest number of tasks held at once.
     pub depth_max: usize,
-    /// Time-weighted mean number held (Σ latency ÷ makespan).
+    /// Time-weighted mean number held: Σ latency ÷ the time they were held in
+    /// (the makespan, plus the enqueue phase under `--queue-first`).
     pub depth_mean: f64,
     /// `--queue-first` only: time to queue the batch, seconds.
     pub enqueue_s: Option<f64>,
@@ -344,17 +360,18 @@ impl Stat {
     }
 }
 
-/// Medians of the latency statistics over repeats, milliseconds.
+/// Latency statistics over repeats, milliseconds: each is the median, min and
+/// max of that statistic across the runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
-    /// Median of the per-run means.
-    pub mean: f64,
-    /// Median of the per-run medians.
-    pub p50: f64,
-    /// Median of the per-run 95th percentiles.
-    pub p95: f64,
-    /// Median of the per-run 99th percentiles.
-    pub p99: f64,
+    /// The runs' means.
+    pub mean: Stat,
+    /// The runs' medians.
+    pub p50: Stat,
+    /// The runs' 95th percentiles.
+    pub p95: Stat,
+    /// The runs' 99th percentiles.
+    pub p99: Stat,
 }
 
 /// One engine's numbers over all repeats of a scenario.

@@ -106,7 +106,8 @@ pub fn render(file: &BenchFile) -> String {
 }
 
 /// The CSV header of [`to_csv`].
-pub const CSV_HEADER: &str = "scenario,workload,engine,tasks,workers,producers,capacity,latency_ms,queue_first,runs,\
+pub const CSV_HEADER: &str =
+    "scenario,workload,engine,tasks,workers,producers,capacity,latency_ms,queue_first,runs,\
 throughput_median,throughput_min,throughput_max,makespan_median_s,makespan_min_s,makespan_max_s,\
 ideal_makespan_s,makespan_vs_ideal,latency_mean_ms,latency_p50_ms,latency_p95_ms,latency_p99_ms,\
 error_rate,depth_max,depth_mean,vs_baseline,parallel_efficiency,enqueue_s";
@@ -160,7 +161,10 @@ pub fn to_csv(file: &BenchFile) -> String {
 /// Where a run's files go: `explicit` (the `--report` path) or
 /// `dir/<stem>-<date>.json`.
 pub fn json_path(explicit: Option<&Path>, dir: &Path, stem: &str, date: &str) -> PathBuf {
-    explicit.map_or_else(|| dir.join(format!("{stem}-{date}.json")), Path::to_path_buf)
+    explicit.map_or_else(
+        || dir.join(format!("{stem}-{date}.json")),
+        Path::to_path_buf,
+    )
 }
 
 /// `path` with its extension replaced by `ext`, or `-suffix.ext` added to its stem.
@@ -203,7 +207,10 @@ mod tests {
     fn paths() {
         let p = json_path(None, Path::new("results"), "bench-sleep", "2026-01-02");
         assert_eq!(p, Path::new("results/bench-sleep-2026-01-02.json"));
-        assert_eq!(sibling(&p, "", "csv"), Path::new("results/bench-sleep-2026-01-02.csv"));
+        assert_eq!(
+            sibling(&p, "", "csv"),
+            Path::new("results/bench-sleep-2026-01-02.csv")
+        );
         assert_eq!(
             sibling(&p, "latency", "svg"),
             Path::new("results/bench-sleep-2026-01-02-latency.svg")

@@ -50,7 +50,11 @@ pub fn run_scenario(
 
 /// Aggregates per-engine samples (`samples[i]` belongs to `scenario.engines[i]`)
 /// into summaries; `work_s` holds the single-thread work time per repeat (`cpu`).
-pub fn summarize(scenario: &Scenario, samples: Vec<Vec<Sample>>, work_s: Vec<f64>) -> ScenarioResult {
+pub fn summarize(
+    scenario: &Scenario,
+    samples: Vec<Vec<Sample>>,
+    work_s: Vec<f64>,
+) -> ScenarioResult {
     let cores_used = scenario.workers.min(available_cores()) as f64;
     let ideal = scenario.ideal_makespan_s();
     let mut engines: Vec<EngineSummary> = scenario

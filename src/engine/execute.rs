@@ -4,7 +4,8 @@
 //! # A job's way through
 //!
 //! 1. First attempt only: claim the idempotency key ([`claim`](crate::idempotency::claim)).
-//!    A duplicate or a conflict completes at once.
+//!    A duplicate or a conflict completes at once; a key in flight for a task
+//!    with other parameters sends the job to the delay queue for a moment.
 //! 2. If shutdown timed out, the task is not run: it is dead-lettered with kind
 //!    `shutdown` (nothing is dropped silently).
 //! 3. The attempt runs under `catch_unwind` with its deadline; a panic is a failed
@@ -38,6 +39,8 @@ enum Claimed {
     Proceed,
     /// Completed as a duplicate (or a conflict); nothing more to do.
     Settled,
+    /// Parked in the delay queue to claim again shortly.
+    Deferred,
 }
 
 impl Shared {
@@ -57,10 +60,19 @@ impl Shared {
             job.retry_queued_at = 0;
         }
         if !job.claimed {
-            if let Claimed::Settled = self.claim(&mut job, ctx) {
-                let end = self.clock.raw();
-                self.complete(job.submitted_at, end, ctx);
-                return end;
+            match self.claim(&mut job, ctx) {
+                Claimed::Proceed => {}
+                Claimed::Settled => {
+                    let end = self.clock.raw();
+                    self.complete(job.submitted_at, end, ctx);
+                    return end;
+                }
+                Claimed::Deferred => {
+                    job.retry_queued_at = self.clock.raw();
+                    self.delay
+                        .push(job, Instant::now() + std::time::Duration::from_millis(1));
+                    return self.clock.raw();
+                }
             }
         }
         if job.expired || self.expiring.load(Relaxed) {
@@ -160,6 +172,7 @@ impl Shared {
                 self.observe(task, Outcome::Duplicate { output });
                 Claimed::Settled
             }
+            Claim::Contended => Claimed::Deferred,
             Claim::Conflict => {
                 let e = ProcessError::permanent(
                     "idempotency_conflict",

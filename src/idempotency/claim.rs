@@ -9,8 +9,10 @@
 //!    - `InFlight`: **duplicate** (another worker is processing it);
 //!    - `Done`: **duplicate**, with the recorded output.
 //!
-//!    An entry with other parameters (image key, size) under the same key is a
-//!    **conflict**: the key was reused for different work.
+//!    A done entry with other parameters (image key, size) under the same key is
+//!    a **conflict**: the key was reused for different work. An in-flight entry
+//!    with other parameters is **contended**: the claim is tried again shortly,
+//!    once that task has ended one way or the other.
 //! 2. A new claim may still be a key recorded earlier (before a restart, or
 //!    evicted from the cache). The worker asks the Bloom filter, and on "maybe"
 //!    the store. If it was recorded, the worker removes its `InFlight` entry and
@@ -60,8 +62,11 @@ pub enum Claim {
     InFlight,
     /// The key already succeeded; its recorded output.
     Done(Option<CompactString>),
-    /// The key is held for a task with other parameters.
+    /// The key is done, or recorded, for a task with other parameters.
     Conflict,
+    /// The key is in flight for a task with other parameters: whether this one
+    /// conflicts depends on how that one ends. Claim again shortly.
+    Contended,
 }
 
 /// The hot cache.
@@ -117,7 +122,8 @@ impl ClaimTable {
                 output,
                 ..
             }) if *f == fingerprint => (Claim::Done(output.clone()), Action::Keep),
-            Some(_) => (Claim::Conflict, Action::Keep),
+            Some(KeyState::InFlight { .. }) => (Claim::Contended, Action::Keep),
+            Some(KeyState::Done { .. }) => (Claim::Conflict, Action::Keep),
         })
     }
 
@@ -198,10 +204,11 @@ mod tests {
         let fp = t.fingerprint("img/a.jpg", "200x200");
         assert_eq!(t.claim("k", fp), Claim::New);
         assert_eq!(t.claim("k", fp), Claim::InFlight);
-        assert_eq!(t.claim("k", fp ^ 1), Claim::Conflict);
+        assert_eq!(t.claim("k", fp ^ 1), Claim::Contended);
         assert!(!t.evict("k"), "in flight is never evicted");
         t.finish("k", Some("out".into()));
         assert_eq!(t.claim("k", fp), Claim::Done(Some("out".into())));
+        assert_eq!(t.claim("k", fp ^ 1), Claim::Conflict);
         assert!(!t.evict("k"), "uncommitted is never evicted");
         t.mark_committed("k");
         assert!(t.evict("k"));

@@ -28,8 +28,18 @@
 //! it; the read is `SeqCst` after a `SeqCst` fence that follows the publish.
 //! Predicates passed to `sleep` must read the published state with `SeqCst` (the
 //! crossbeam deques' `is_empty` does, and so does `Admission::is_drained`).
+//!
+//! # Model checking
+//!
+//! `loom_tests/parking.rs` runs this protocol against the real [`Scheduler`]
+//! under loom. Under the `loom` feature (only) a `Sleep` can carry a deliberate
+//! [`Fault`](crate::sync::fault::Fault) (no re-check, unlocked notify) that the
+//! models must reject.
 
+use super::Scheduler;
 use crate::sync::atomic::{fence, AtomicUsize, Ordering::SeqCst};
+#[cfg(feature = "loom")]
+use crate::sync::fault::{self, Fault};
 use crate::sync::{lock, wait, CachePadded, Condvar, Mutex};
 
 /// The parking lot of a pool's workers.
@@ -39,6 +49,10 @@ pub struct Sleep {
     sleepers: CachePadded<AtomicUsize>,
     lock: Mutex<()>,
     wake: Condvar,
+    /// A deliberate bug for the loom models ([`fault::with_fault`]); the field
+    /// does not exist outside loom builds.
+    #[cfg(feature = "loom")]
+    fault: Option<Fault>,
 }
 
 impl Default for Sleep {
@@ -54,13 +68,25 @@ impl Sleep {
             sleepers: CachePadded::new(AtomicUsize::new(0)),
             lock: Mutex::new(()),
             wake: Condvar::new(),
+            #[cfg(feature = "loom")]
+            fault: fault::injected()
+                .filter(|f| matches!(f, Fault::NoRecheck | Fault::UnlockedNotify)),
         }
+    }
+
+    /// The parking lot of `scheduler` (for the loom models and benches, which
+    /// drive a [`Scheduler`] from outside the crate).
+    pub fn of<T>(scheduler: &Scheduler<T>) -> &Sleep {
+        &scheduler.sleep
     }
 
     /// Parks the calling worker unless `ready()` (work available, or the run is
     /// over) holds once it has announced itself. May return spuriously: callers
     /// loop and look for work again.
     pub fn sleep(&self, ready: impl Fn() -> bool) {
+        #[cfg(feature = "loom")]
+        // The bug: announce, then wait without looking again.
+        let ready = || self.fault != Some(Fault::NoRecheck) && ready();
         let guard = lock(&self.lock);
         self.sleepers.fetch_add(1, SeqCst);
         if ready() {
@@ -78,6 +104,12 @@ impl Sleep {
         // SeqCst fence: orders the caller's publish before the read of `sleepers`.
         fence(SeqCst);
         if self.sleepers.load(SeqCst) > 0 {
+            #[cfg(feature = "loom")]
+            if self.fault == Some(Fault::UnlockedNotify) {
+                // The bug: the signal can fall between a re-check and a wait.
+                self.wake.notify_one();
+                return;
+            }
             let _guard = lock(&self.lock);
             self.wake.notify_one();
         }

@@ -47,21 +47,26 @@ pub struct Injector<T> {
 }
 
 impl<T> Injector<T> {
+    /// An empty injector.
     pub fn new() -> Self {
         Injector {
             q: Mutex::new(VecDeque::new()),
         }
     }
+    /// Appends an item.
     pub fn push(&self, t: T) {
         lock(&self.q).push_back(t);
     }
+    /// True if empty (a locked read).
     pub fn is_empty(&self) -> bool {
         lock(&self.q).is_empty()
     }
+    /// Items queued.
     #[allow(dead_code)]
     pub fn len(&self) -> usize {
         lock(&self.q).len()
     }
+    /// Moves up to [`BATCH`] items into `dest` and returns the first.
     pub fn steal_batch_and_pop(&self, dest: &Worker<T>) -> Steal<T> {
         move_batch(&self.q, dest)
     }
@@ -73,24 +78,30 @@ pub struct Worker<T> {
 }
 
 impl<T> Worker<T> {
+    /// An empty FIFO deque.
     pub fn new_fifo() -> Self {
         Worker {
             q: Arc::new(Mutex::new(VecDeque::new())),
         }
     }
+    /// True if empty (a locked read).
     pub fn is_empty(&self) -> bool {
         lock(&self.q).is_empty()
     }
+    /// Takes the oldest item (owner only).
     pub fn pop(&self) -> Option<T> {
         lock(&self.q).pop_front()
     }
+    /// Appends an item (owner only).
     #[allow(dead_code)]
     pub fn push(&self, t: T) {
         lock(&self.q).push_back(t);
     }
+    /// Items queued.
     pub fn len(&self) -> usize {
         lock(&self.q).len()
     }
+    /// A handle for other workers to steal with.
     pub fn stealer(&self) -> Stealer<T> {
         Stealer { q: self.q.clone() }
     }
@@ -108,9 +119,11 @@ impl<T> Clone for Stealer<T> {
 }
 
 impl<T> Stealer<T> {
+    /// True if empty (a locked read).
     pub fn is_empty(&self) -> bool {
         lock(&self.q).is_empty()
     }
+    /// Moves up to [`BATCH`] items into `dest` and returns the first.
     pub fn steal_batch_and_pop(&self, dest: &Worker<T>) -> Steal<T> {
         move_batch(&self.q, dest)
     }

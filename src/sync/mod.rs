@@ -7,12 +7,33 @@
 //! parking, the worker loop, drain) runs inside `loom::model` unchanged.
 //!
 //! Engine code imports only from here. Nothing in the crate uses a `static` atomic.
+//!
+//! Two loom-only adjustments, each explained where it is made:
+//! - atomics are loom's, but constructed with a `SeqCst` store of their initial
+//!   value ([`loom_atomic`]), which removes a false alarm of loom's partial
+//!   `SeqCst` support on store-load pairs;
+//! - `Arc` stays `std::sync::Arc`: reference counting is not one of our
+//!   protocols, and loom's `Arc` calls into the model when it is dropped, which
+//!   aborts the test process (a panic inside a destructor during unwinding) as
+//!   soon as loom reports a deadlock. The deadlock reports are what the
+//!   lost-wake-up models and their `should_panic` tests rely on.
 
 #[cfg(not(feature = "loom"))]
 pub(crate) use std::sync::{atomic, Arc, Condvar, Mutex, MutexGuard};
 
 #[cfg(feature = "loom")]
-pub(crate) use loom::sync::{atomic, Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+#[cfg(feature = "loom")]
+pub(crate) use std::sync::Arc;
+
+/// Atomics: `std::sync::atomic` normally, [`loom_atomic`] in models.
+#[cfg(feature = "loom")]
+pub(crate) mod atomic {
+    pub(crate) use super::loom_atomic::*;
+}
+
+#[cfg(feature = "loom")]
+mod loom_atomic;
 
 pub(crate) use crossbeam_utils::CachePadded;
 

@@ -1,0 +1,275 @@
+//! `taskq bench`: its arguments and what the command does with them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use super::compare::{compare, record};
+use super::driver::SubmitStyle;
+use super::suite::{run_scenario, SuiteName};
+use super::{git_commit, plot, report, today, BenchFile, EngineKind, Machine, Scenario, Workload};
+
+/// Exit code when `--compare` finds a regression.
+pub const EXIT_REGRESSION: u8 = 4;
+
+/// An `--engine` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// taskq.
+    Taskq,
+    /// The seed's global-lock list.
+    Baseline,
+    /// Bounded queue + fixed thread pool.
+    Classic,
+    /// All three.
+    All,
+}
+
+/// `taskq bench`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Results: a JSON and a CSV file (default results/bench-<workload>-<date>.json, or \
+results/suite-<date>.json for --suite), and SVG plots beside them. Exit code 4: \
+--compare found a regression.")]
+pub struct BenchArgs {
+    /// What each task does: nothing, ~2 µs of hashing, a --latency-ms sleep, or
+    /// duplicate keys through the idempotency store (not available yet).
+    #[arg(long, value_enum, default_value_t = Workload::Sleep)]
+    pub workload: Workload,
+    /// Tasks per run (built in memory before timing).
+    #[arg(long, default_value_t = 100)]
+    pub tasks: usize,
+    /// Worker threads of every engine.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Producer threads the tasks are split among.
+    #[arg(long, default_value_t = 100)]
+    pub producers: usize,
+    /// Queue bound of taskq and classic (the baseline has none).
+    #[arg(long, default_value_t = 200)]
+    pub capacity: usize,
+    /// Sleep per task of the `sleep` workload, milliseconds.
+    #[arg(long, default_value_t = 30.0, value_name = "MS")]
+    pub latency_ms: f64,
+    /// Share of tasks repeating an earlier key (0..1).
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
+    pub duplicates: f64,
+    /// Engines to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    pub engine: Vec<EngineArg>,
+    /// Runs per engine; the report gives the median and the min-max.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Queue the whole batch before any processing starts (the clock starts
+    /// after the enqueue; capacity is raised to the task count).
+    #[arg(long)]
+    pub queue_first: bool,
+    /// How taskq's producers submit: `batch` (submit_iter) or `each` (submit).
+    #[arg(long, value_enum, default_value_t = SubmitStyle::Batch)]
+    pub taskq_submit: SubmitStyle,
+    /// Run once per worker count (comma-separated, like 1,2,4,8) and plot
+    /// throughput by workers.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+    pub workers_sweep: Vec<usize>,
+    /// The scenario's name in the results (default: the workload's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run a fixed suite of scenarios instead of one.
+    #[arg(long, value_enum, conflicts_with_all = [
+        "workload", "tasks", "workers", "producers", "capacity", "latency_ms",
+        "duplicates", "engine", "repeat", "queue_first", "workers_sweep", "name", "taskq_submit",
+    ])]
+    pub suite: Option<SuiteName>,
+    /// Instead of running, read this result file (to print, compare or record it).
+    #[arg(long, value_name = "PATH", conflicts_with = "suite")]
+    pub load: Option<PathBuf>,
+    /// Compare medians with this stored result file; exit 4 on a regression.
+    #[arg(long, value_name = "PATH")]
+    pub compare: Option<PathBuf>,
+    /// Noise threshold of --compare, as a fraction (0.10: a median 10% worse).
+    #[arg(long, default_value_t = 0.10, value_name = "FRACTION")]
+    pub threshold: f64,
+    /// Append a dated entry with these numbers to PERF.md's History section.
+    #[arg(long)]
+    pub record: bool,
+    /// The Markdown file --record appends to.
+    #[arg(long, default_value = "PERF.md", value_name = "PATH")]
+    pub perf_md: PathBuf,
+    /// Where the JSON goes (CSV and SVGs beside it, same stem).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Directory of the default result paths.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub results_dir: PathBuf,
+    /// Do not draw the SVG plots.
+    #[arg(long)]
+    pub no_plots: bool,
+}
+
+impl BenchArgs {
+    /// The engines named by `--engine`, in run order, without repeats.
+    pub fn engines(&self) -> Vec<EngineKind> {
+        let mut out: Vec<EngineKind> = Vec::new();
+        for a in &self.engine {
+            let add: &[EngineKind] = match a {
+                EngineArg::Taskq => &[EngineKind::Taskq],
+                EngineArg::Baseline => &[EngineKind::Baseline],
+                EngineArg::Classic => &[EngineKind::Classic],
+                EngineArg::All => &EngineKind::ALL,
+            };
+            out.extend(add);
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The scenarios to run: the suite's, one per `--workers-sweep` count, or one.
+    pub fn scenarios(&self) -> Vec<Scenario> {
+        if let Some(suite) = self.suite {
+            return suite.scenarios();
+        }
+        let name = self.name.clone().unwrap_or_else(|| {
+            let mut n = self.workload.name().to_string();
+            if self.queue_first {
+                n.push_str("-queue-first");
+            }
+            n
+        });
+        let one = Scenario {
+            name,
+            workload: self.workload,
+            tasks: self.tasks,
+            workers: self.workers,
+            producers: self.producers,
+            capacity: self.capacity,
+            latency_ms: self.latency_ms,
+            duplicates: self.duplicates,
+            queue_first: self.queue_first,
+            repeat: self.repeat,
+            engines: self.engines(),
+            taskq_submit: self.taskq_submit,
+        };
+        if self.workers_sweep.is_empty() {
+            return vec![one];
+        }
+        self.workers_sweep
+            .iter()
+            .map(|&w| Scenario {
+                name: format!("{}-w{w}", one.name),
+                workers: w,
+                ..one.clone()
+            })
+            .collect()
+    }
+
+    fn stem(&self) -> String {
+        match self.suite {
+            Some(SuiteName::Standard) => "suite".into(),
+            Some(s) => format!("suite-{}", s.name()),
+            None => format!("bench-{}", self.workload.name()),
+        }
+    }
+}
+
+/// The command line as typed, for the record.
+fn command_line() -> String {
+    let mut words = vec!["taskq".to_string()];
+    words.extend(std::env::args().skip(1).map(|a| {
+        if a.contains(char::is_whitespace) || a.is_empty() {
+            format!("'{a}'")
+        } else {
+            a
+        }
+    }));
+    words.join(" ")
+}
+
+/// Runs `taskq bench`: results and tables go to `out`, progress to `log`.
+///
+/// # Errors
+///
+/// A bad setting (before anything runs), an engine that cannot start, or a
+/// file that cannot be read or written.
+pub fn run(args: &BenchArgs, out: &mut dyn Write, log: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if !(0.0..1.0).contains(&args.threshold) {
+        anyhow::bail!(
+            "invalid setting --threshold: must be a fraction in [0, 1), got {}",
+            args.threshold
+        );
+    }
+    let (file, json) = match &args.load {
+        Some(path) => (BenchFile::load(path)?, path.clone()),
+        None => {
+            let file = measure(args, log)?;
+            let json = report::json_path(
+                args.report.as_deref(),
+                &args.results_dir,
+                &args.stem(),
+                &file.date,
+            );
+            write_results(args, &file, &json, out)?;
+            (file, json)
+        }
+    };
+    write!(out, "{}", report::render(&file))?;
+    let mut code = ExitCode::SUCCESS;
+    if let Some(stored_path) = &args.compare {
+        let stored = BenchFile::load(stored_path)?;
+        let cmp = compare(&stored, &file, args.threshold);
+        writeln!(out, "against {}:\n{}", stored_path.display(), cmp.render())?;
+        if cmp.has_regressions() {
+            code = ExitCode::from(EXIT_REGRESSION);
+        }
+    }
+    if args.record {
+        record(&args.perf_md, &file, &json)?;
+        writeln!(out, "recorded in {}", args.perf_md.display())?;
+    }
+    Ok(code)
+}
+
+/// Runs every scenario and collects the results.
+fn measure(args: &BenchArgs, log: &mut dyn Write) -> anyhow::Result<BenchFile> {
+    let scenarios = args.scenarios();
+    // Refuse a bad setting before anything runs.
+    for s in &scenarios {
+        s.validate()?;
+    }
+    let mut results = Vec::with_capacity(scenarios.len());
+    for s in &scenarios {
+        let _ = writeln!(log, "running {}", s.describe());
+        let mut progress = |line: &str| {
+            let _ = writeln!(log, "  {line}");
+        };
+        results
+            .push(run_scenario(s, &mut progress).with_context(|| format!("scenario {}", s.name))?);
+    }
+    Ok(BenchFile {
+        suite: args.suite.map(|s| s.name().to_string()),
+        date: today(),
+        commit: git_commit(),
+        command: command_line(),
+        machine: Machine::current(),
+        scenarios: results,
+    })
+}
+
+fn write_results(
+    args: &BenchArgs,
+    file: &BenchFile,
+    json: &Path,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let csv = report::write(file, json)?;
+    writeln!(out, "results: {} {}", json.display(), csv.display())?;
+    if !args.no_plots {
+        let plots = plot::write_all(file, json, !args.workers_sweep.is_empty())?;
+        let names: Vec<String> = plots.iter().map(|p| p.display().to_string()).collect();
+        writeln!(out, "plots: {}", names.join(" "))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! The benchmark harness: the ported baselines process every task exactly once,
+//! bench reports add up, `--compare` flags a slowdown and passes an unchanged
+//! run, `--record` appends to PERF.md, and the result files are written.
+//! Small task counts and 1-2 ms latencies; no assertion depends on timing.
+#![cfg(not(feature = "loom"))]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use taskq::baseline::{Baseline, BaselineConfig, Classic, ClassicConfig, Job, Observer};
+use taskq::bench::compare::compare;
+use taskq::bench::suite::run_scenario;
+use taskq::bench::{BenchFile, EngineKind, Scenario, Workload};
+use taskq::{Output, ProcessError, Processor, Simulated, SimulatedConfig, Task};
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_taskq");
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Records the id of every task a worker completed, and whether it succeeded.
+struct Ids(Vec<(u64, bool)>);
+
+impl Observer for Ids {
+    fn completed(&mut self, job: Job, _finished_at: u64, result: Result<Output, ProcessError>) {
+        self.0.push((job.task.id.parse().unwrap(), result.is_ok()));
+    }
+}
+
+fn tasks(n: u64) -> Vec<Task> {
+    (0..n)
+        .map(|i| {
+            Task::new(&format!("img/{i:06}.jpg"), "200x200".parse().unwrap())
+                .unwrap()
+                .with_id(i.to_string())
+        })
+        .collect()
+}
+
+fn sleep_ms(ms: f64) -> Arc<dyn Processor> {
+    Arc::new(
+        Simulated::new(SimulatedConfig {
+            latency_ms: ms,
+            ..SimulatedConfig::default()
+        })
+        .unwrap(),
+    )
+}
+
+/// Every id in 0..n exactly once, all successful.
+fn assert_exactly_once(observers: Vec<Ids>, n: u64) {
+    let mut seen: Vec<(u64, bool)> = observers.into_iter().flat_map(|o| o.0).collect();
+    assert!(seen.iter().all(|(_, ok)| *ok));
+    seen.sort_unstable();
+    let ids: Vec<u64> = seen.into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, (0..n).collect::<Vec<_>>());
+}
+
+/// Runs `submit` on 4 producer threads over `n` tasks split among them.
+fn produce<P: Clone + Send>(n: u64, producer: P, submit: fn(&P, Task)) {
+    let all = tasks(n);
+    std::thread::scope(|s| {
+        for part in all.chunks((n as usize).div_ceil(4)) {
+            let p = producer.clone();
+            s.spawn(move || part.iter().cloned().for_each(|t| submit(&p, t)));
+        }
+    });
+}
+
+#[test]
+fn baseline_processes_every_task_exactly_once() {
+    for (processor, n) in [(sleep_ms(1.0), 60), (Arc::new(taskq::Noop) as _, 5_000)] {
+        let mut b = Baseline::new(
+            BaselineConfig {
+                workers: 4,
+                ..BaselineConfig::default()
+            },
+            processor,
+            quanta::Clock::new(),
+        );
+        b.start(|_| Ids(Vec::new())).unwrap();
+        produce(n, b.producer(), |p, t| p.submit(t));
+        assert_exactly_once(b.finish(), n);
+    }
+}
+
+#[test]
+fn baseline_drains_a_batch_queued_before_its_workers() {
+    let mut b = Baseline::new(
+        BaselineConfig {
+            workers: 3,
+            ..BaselineConfig::default()
+        },
+        Arc::new(taskq::Noop),
+        quanta::Clock::new(),
+    );
+    produce(1_000, b.producer(), |p, t| p.submit(t));
+    b.start(|_| Ids(Vec::new())).unwrap();
+    assert_exactly_once(b.finish(), 1_000);
+}
+
+#[test]
+fn classic_processes_every_task_exactly_once() {
+    for (processor, n, capacity) in [
+        (sleep_ms(1.0), 60, 8),
+        (Arc::new(taskq::Noop) as _, 5_000, 1),
+        (Arc::new(taskq::Noop) as _, 5_000, 64),
+    ] {
+        let mut c = Classic::new(
+            ClassicConfig {
+                workers: 4,
+                capacity,
+            },
+            processor,
+            quanta::Clock::new(),
+        );
+        c.start(|_| Ids(Vec::new())).unwrap();
+        produce(n, c.producer(), |p, t| p.submit(t));
+        assert_exactly_once(c.finish(), n);
+    }
+}
+
+/// A panicking processor is a failure, not a lost task or a dead worker.
+#[test]
+fn baselines_count_a_panic_as_a_failure() {
+    struct Panics;
+    impl Processor for Panics {
+        fn process(&self, t: &Task, _: &taskq::Attempt) -> Result<Output, ProcessError> {
+            if t.id == "3" {
+                panic!("injected");
+            }
+            Ok(Output::default())
+        }
+    }
+    let mut c = Classic::new(
+        ClassicConfig {
+            workers: 2,
+            capacity: 4,
+        },
+        Arc::new(Panics),
+        quanta::Clock::new(),
+    );
+    c.start(|_| Ids(Vec::new())).unwrap();
+    produce(10, c.producer(), |p, t| p.submit(t));
+    let seen: Vec<(u64, bool)> = c.finish().into_iter().flat_map(|o| o.0).collect();
+    assert_eq!(seen.len(), 10);
+    assert_eq!(
+        seen.iter().filter(|(_, ok)| !ok).collect::<Vec<_>>(),
+        [&(3, false)]
+    );
+}
+
+fn small(workload: Workload, queue_first: bool) -> Scenario {
+    Scenario {
+        name: format!("{}-test", workload.name()),
+        workload,
+        tasks: 50,
+        workers: 3,
+        producers: 4,
+        capacity: 8,
+        latency_ms: 1.0,
+        duplicates: 0.0,
+        queue_first,
+        repeat: 2,
+        engines: EngineKind::ALL.to_vec(),
+        taskq_submit: Default::default(),
+    }
+}
+
+#[test]
+fn bench_reports_add_up() {
+    for (workload, queue_first) in [
+        (Workload::Sleep, false),
+        (Workload::Noop, true),
+        (Workload::Cpu, false),
+    ] {
+        let scenario = small(workload, queue_first);
+        let mut lines = 0;
+        let result = run_scenario(&scenario, &mut |_| lines += 1).unwrap();
+        assert_eq!(lines, 2 * 3, "one progress line per run");
+        assert_eq!(result.engines.len(), 3);
+        for e in &result.engines {
+            assert_eq!(e.runs, 2);
+            assert_eq!(e.samples.len(), 2);
+            for s in &e.samples {
+                assert_eq!(s.submitted, 50, "{:?}", e.engine);
+                assert_eq!(s.completed, 50, "{:?}", e.engine);
+                assert_eq!(s.succeeded + s.failed, s.completed);
+                assert_eq!(s.latency_ms.count, 50, "one latency sample per task");
+                assert!(
+                    s.depth_max >= 1 && s.depth_max <= 50,
+                    "{:?} {}",
+                    e.engine,
+                    s.depth_max
+                );
+                assert!(s.makespan_s > 0.0 && s.throughput_per_s > 0.0);
+                assert_eq!(s.enqueue_s.is_some(), queue_first);
+                if !queue_first && e.engine != EngineKind::Baseline {
+                    // Bounded engines never hold more than capacity, plus one
+                    // task per worker (running) and per producer (in hand).
+                    assert!(s.depth_max <= 8 + 3 + 4, "{:?} {}", e.engine, s.depth_max);
+                }
+            }
+            assert_eq!(e.error_rate, 0.0);
+            assert_eq!(e.ideal_makespan_s.is_some(), workload == Workload::Sleep);
+            assert_eq!(e.parallel_efficiency.is_some(), workload == Workload::Cpu);
+            assert!(e.vs_baseline.is_some());
+        }
+        assert_eq!(
+            result.engine(EngineKind::Baseline).unwrap().vs_baseline,
+            Some(1.0)
+        );
+        assert_eq!(result.work_s.is_some(), workload == Workload::Cpu);
+    }
+}
+
+#[test]
+fn dedup_is_refused_until_the_store_is_wired() {
+    let e = run_scenario(&small(Workload::Dedup, false), &mut |_| {}).unwrap_err();
+    assert!(
+        e.to_string().contains("dedup needs the idempotency store"),
+        "{e}"
+    );
+    let out = bench(&TempDir::new().unwrap(), &["--workload", "dedup"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dedup needs the idempotency store"), "{err}");
+}
+
+fn bench(dir: &TempDir, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .current_dir(dir.path())
+        .arg("bench")
+        .args(args)
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap()
+}
+
+/// A small CLI run writing its results under `dir`; returns the JSON's path.
+fn cli_run(dir: &TempDir) -> std::path::PathBuf {
+    let out = bench(
+        dir,
+        &[
+            "--workload",
+            "sleep",
+            "--tasks",
+            "30",
+            "--latency-ms",
+            "2",
+            "--workers",
+            "3",
+            "--producers",
+            "5",
+            "--capacity",
+            "10",
+            "--repeat",
+            "2",
+            "--report",
+            "r/run.json",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for engine in ["taskq", "baseline", "classic"] {
+        assert!(stdout.contains(engine), "{stdout}");
+    }
+    dir.path().join("r/run.json")
+}
+
+#[test]
+fn results_are_written_as_json_csv_and_svg() {
+    let dir = TempDir::new().unwrap();
+    let json = cli_run(&dir);
+    let file = BenchFile::load(&json).unwrap();
+    assert_eq!(file.scenarios.len(), 1);
+    let s = &file.scenarios[0];
+    assert_eq!((s.scenario.tasks, s.engines.len()), (30, 3));
+    let csv = std::fs::read_to_string(json.with_extension("csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "header + one row per engine:\n{csv}");
+    let columns = lines[0].split(',').count();
+    assert!(
+        lines.iter().all(|l| l.split(',').count() == columns),
+        "{csv}"
+    );
+    for plot in ["run-throughput.svg", "run-latency.svg"] {
+        let svg = std::fs::read_to_string(dir.path().join("r").join(plot)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("taskq"), "{plot}");
+    }
+}
+
+#[test]
+fn default_paths_are_dated_under_results() {
+    let dir = TempDir::new().unwrap();
+    let out = bench(
+        &dir,
+        &[
+            "--workload",
+            "noop",
+            "--tasks",
+            "200",
+            "--producers",
+            "2",
+            "--workers",
+            "2",
+            "--repeat",
+            "1",
+            "--engine",
+            "taskq,classic",
+            "--no-plots",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let date = taskq::bench::today();
+    assert!(dir
+        .path()
+        .join(format!("results/bench-noop-{date}.json"))
+        .exists());
+    assert!(dir
+        .path()
+        .join(format!("results/bench-noop-{date}.csv"))
+        .exists());
+}
+
+/// `file` with every taskq throughput ten times higher: a stored run so much
+/// faster that no amount of noise in this one can hide the slowdown.
+fn faster(file: &BenchFile) -> BenchFile {
+    let mut f = file.clone();
+    for s in &mut f.scenarios {
+        for e in &mut s.engines {
+            if e.engine == EngineKind::Taskq {
+                let t = &mut e.throughput_per_s;
+                (t.median, t.min, t.max) = (t.median * 10.0, t.min * 10.0, t.max * 10.0);
+            }
+        }
+    }
+    f
+}
+
+#[test]
+fn compare_flags_a_slowdown_and_passes_an_unchanged_run() {
+    let dir = TempDir::new().unwrap();
+    let json = cli_run(&dir);
+    let file = BenchFile::load(&json).unwrap();
+
+    let same = compare(&file, &file, 0.10);
+    assert!(!same.has_regressions(), "{}", same.render());
+    assert_eq!(same.findings.len(), 3 * 2, "two numbers per engine");
+    let slower = compare(&faster(&file), &file, 0.10);
+    let regressions: Vec<_> = slower.regressions().collect();
+    assert_eq!(regressions.len(), 1, "{}", slower.render());
+    assert_eq!(
+        (regressions[0].engine, regressions[0].metric),
+        (EngineKind::Taskq, "throughput/s")
+    );
+
+    // Through the CLI: exit 0 against itself, 4 against the faster stored run.
+    let out = bench(&dir, &["--load", "r/run.json", "--compare", "r/run.json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no regressions"));
+    let stored = dir.path().join("r/faster.json");
+    std::fs::write(&stored, serde_json::to_string(&faster(&file)).unwrap()).unwrap();
+    let out = bench(
+        &dir,
+        &["--load", "r/run.json", "--compare", "r/faster.json"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
+    assert!(stdout.contains("REGRESSION"), "{stdout}");
+}
+
+#[test]
+fn compare_skips_scenarios_whose_settings_differ() {
+    let dir = TempDir::new().unwrap();
+    let file = BenchFile::load(&cli_run(&dir)).unwrap();
+    let mut other = faster(&file);
+    other.scenarios[0].scenario.tasks += 1;
+    let c = compare(&other, &file, 0.10);
+    assert!(!c.has_regressions());
+    assert_eq!(c.skipped.len(), 1, "{}", c.render());
+}
+
+#[test]
+fn record_appends_to_perf_md_history_and_keeps_the_rest() {
+    let dir = TempDir::new().unwrap();
+    cli_run(&dir);
+    let perf = dir.path().join("PERF.md");
+    std::fs::write(
+        &perf,
+        "# Performance\n\nCurrent numbers by hand.\n\n## Notes\n\nkeep\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let out = bench(
+            &dir,
+            &["--load", "r/run.json", "--record", "--perf-md", "PERF.md"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&perf).unwrap();
+    assert!(
+        text.starts_with("# Performance\n\nCurrent numbers by hand.\n\n## Notes\n\nkeep\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("## History").count(), 1, "{text}");
+    assert_eq!(text.matches("| sleep | taskq |").count(), 2, "{text}");
+}
+
+#[test]
+fn smoke_suite_runs_every_scenario() {
+    let dir = TempDir::new().unwrap();
+    let out = bench(&dir, &["--suite", "smoke", "--report", "suite.json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = BenchFile::load(&dir.path().join("suite.json")).unwrap();
+    assert_eq!(file.suite.as_deref(), Some("smoke"));
+    assert_eq!(file.scenarios.len(), 4);
+    let out = bench(&dir, &["--suite", "smoke", "--workers", "3"]);
+    assert!(!out.status.success(), "--suite takes no scenario settings");
+}
