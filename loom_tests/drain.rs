@@ -71,7 +71,11 @@ fn assert_drained(report: &Report, mut admitted: Vec<String>, seen: &Mutex<Vec<S
     assert_eq!(c.admitted, n, "admitted count");
     assert_eq!(c.completed(), n, "completed count");
     assert_eq!(c.succeeded, n, "succeeded count");
-    assert_eq!(c.submitted, c.admitted + c.rejected, "submitted = admitted + rejected");
+    assert_eq!(
+        c.submitted,
+        c.admitted + c.rejected,
+        "submitted = admitted + rejected"
+    );
     assert!(report.queue_depth.max <= report.queue_depth.capacity);
 }
 
@@ -83,7 +87,9 @@ fn main_thread_model(workers: usize, capacity: usize, tasks: usize, fault: Optio
         let progress = engine.progress_handle();
         let submitter = engine.submitter();
         for i in 0..tasks {
-            submitter.submit(task(i)).expect("open engine admits in block mode");
+            submitter
+                .submit(task(i))
+                .expect("open engine admits in block mode");
         }
         drop(submitter);
         let report = engine.shutdown();

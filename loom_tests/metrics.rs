@@ -17,7 +17,10 @@ impl Processor for FailFirst {
     fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
         self.0.lock().unwrap().push(task.image_key.to_string());
         if task.image_key == "img/0.jpg" {
-            Err(ProcessError::permanent("bad_parameter", "task 0 always fails"))
+            Err(ProcessError::permanent(
+                "bad_parameter",
+                "task 0 always fails",
+            ))
         } else {
             Ok(Output::default())
         }
@@ -44,9 +47,16 @@ fn merged_counts_are_the_sum_of_per_worker_counts() {
         assert_eq!(per_worker, c.completed(), "Σ workers[].tasks = completed");
         assert_eq!(c.completed(), 3);
         assert_eq!((c.succeeded, c.failed), (2, 1));
-        assert_eq!(report.latency_ms.count, c.completed(), "one latency sample per task");
+        assert_eq!(
+            report.latency_ms.count,
+            c.completed(),
+            "one latency sample per task"
+        );
         assert_eq!(attempts, c.attempts, "Σ workers[].attempts = attempts");
-        assert_eq!(report.service_ms.count, c.attempts, "one service sample per attempt");
+        assert_eq!(
+            report.service_ms.count, c.attempts,
+            "one service sample per attempt"
+        );
         assert_eq!(processor.0.lock().unwrap().len(), 3);
     });
 }

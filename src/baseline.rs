@@ -106,6 +106,7 @@ impl Default for BaselineConfig {
 
 struct BaselineShared {
     /// The global lock and the list. `Box` per job: a Python list of references.
+    #[allow(clippy::vec_box)]
     queue: Mutex<Vec<Box<Job>>>,
     /// Set once every producer has finished. Written by [`Baseline::finish`],
     /// read by workers before they look at an empty list.

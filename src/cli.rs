@@ -33,6 +33,123 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Benchmark taskq against the designs it replaces (results/ JSON, CSV, SVG).
     Bench(Box<crate::bench::cli::BenchArgs>),
+    /// Inspect, re-drive or purge the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+/// `taskq dlq …`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters (oldest failure first).
+    List {
+        /// The database.
+        #[arg(long, default_value = "taskq.db", value_name = "PATH")]
+        db: PathBuf,
+        /// Only this idempotency key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run dead-lettered tasks again, with idempotency; clear the ones that succeed.
+    Retry(Box<DlqRetryArgs>),
+    /// Delete dead letters.
+    Purge {
+        /// The database.
+        #[arg(long, default_value = "taskq.db", value_name = "PATH")]
+        db: PathBuf,
+        /// Which dead letters.
+        #[command(flatten)]
+        selection: SelectionArgs,
+    },
+}
+
+/// `--key K` or `--all`: exactly one.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SelectionArgs {
+    /// Only the dead letter of this idempotency key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Every dead letter.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl SelectionArgs {
+    /// The selection these arguments give.
+    pub fn to_selection(&self) -> crate::dlq::Selection {
+        match &self.key {
+            Some(k) => crate::dlq::Selection::Key(k.clone()),
+            None => crate::dlq::Selection::All,
+        }
+    }
+}
+
+/// `taskq dlq retry`.
+#[derive(Debug, Args)]
+pub struct DlqRetryArgs {
+    /// The database.
+    #[arg(long, default_value = "taskq.db", value_name = "PATH")]
+    pub db: PathBuf,
+    /// Which dead letters.
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Worker threads.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Most tasks held at once.
+    #[arg(long, default_value_t = 200)]
+    pub capacity: usize,
+    /// Write the JSON report here (`-`: to stdout instead of the summary).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Settings of the simulated processor.
+    #[command(flatten)]
+    pub simulated: SimulatedArgs,
+    /// Retries and timeouts.
+    #[command(flatten)]
+    pub retry: RetryArgs,
+}
+
+impl DlqRetryArgs {
+    /// The engine configuration these arguments give.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a setting that cannot even be converted.
+    pub fn to_config(&self) -> Result<EngineConfig, Error> {
+        Ok(EngineConfig {
+            workers: self.workers,
+            capacity: self.capacity,
+            store: Some(StoreConfig::new(self.db.clone())),
+            retry: RetryPolicy {
+                max_retries: self.retry.max_retries,
+                backoff_base_ms: self.retry.backoff_base_ms,
+                backoff_max_ms: self.retry.backoff_max_ms,
+                seed: self.simulated.seed,
+            },
+            task_timeout_ms: self.retry.task_timeout_ms,
+            shutdown_timeout_ms: shutdown_timeout_ms(self.retry.shutdown_timeout)?,
+            panic_class: self.retry.panic_class,
+            ..EngineConfig::default()
+        })
+    }
+}
+
+fn shutdown_timeout_ms(seconds: Option<f64>) -> Result<Option<u64>, Error> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => {
+            Ok(Some((s * 1000.0).round() as u64))
+        }
+        Some(s) => Err(Error::config(
+            "shutdown-timeout",
+            format!("must be between 0 and 86400 seconds, got {s}"),
+        )),
+    }
 }
 
 /// Input formats on the command line.
@@ -211,18 +328,7 @@ impl RunArgs {
     ///
     /// [`Error::Config`] for a setting that cannot even be converted.
     pub fn to_config(&self) -> Result<RunConfig, Error> {
-        let shutdown_timeout_ms = match self.retry.shutdown_timeout {
-            None => None,
-            Some(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => {
-                Some((s * 1000.0).round() as u64)
-            }
-            Some(s) => {
-                return Err(Error::config(
-                    "shutdown-timeout",
-                    format!("must be between 0 and 86400 seconds, got {s}"),
-                ))
-            }
-        };
+        let shutdown_timeout_ms = shutdown_timeout_ms(self.retry.shutdown_timeout)?;
         Ok(RunConfig {
             tasks: self.tasks.clone(),
             format: match self.format {

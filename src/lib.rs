@@ -35,6 +35,7 @@ pub mod baseline;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod dlq;
 pub mod engine;
 pub mod error;
 pub mod generate;

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use taskq::cli::{Cli, Command};
+use taskq::cli::{Cli, Command, DlqCommand};
+use taskq::dlq::Selection;
 use taskq::{Report, RunStatus};
 
 #[global_allocator]
@@ -75,6 +76,52 @@ fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Bench(args) => {
             taskq::bench::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+        Command::Dlq(cmd) => dlq(cmd),
+    }
+}
+
+fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        DlqCommand::List { db, key, json } => {
+            let selection = key.map_or(Selection::All, Selection::Key);
+            let letters = taskq::dlq::list(&db, &selection)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&letters)?)?;
+            } else {
+                writeln!(out, "{} dead letter(s) in {}", letters.len(), db.display())?;
+                for d in &letters {
+                    writeln!(
+                        out,
+                        "{key}\t{class} {kind}\tattempts {attempts}\t{message}",
+                        key = d.task.idempotency_key,
+                        class = d.class,
+                        kind = d.kind,
+                        attempts = d.attempts,
+                        message = d.message,
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Purge { db, selection } => {
+            let n = taskq::dlq::purge(&db, &selection.to_selection())?;
+            writeln!(out, "purged {n} dead letter(s) from {}", db.display())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Retry(args) => {
+            let config = args.to_config()?;
+            let processor = taskq::Simulated::new(args.simulated.to_config())?;
+            let (report, cleared) =
+                taskq::dlq::retry(config, processor, &args.selection.to_selection())?;
+            drop(out);
+            emit(&report, args.report.as_deref())?;
+            writeln!(
+                std::io::stdout().lock(),
+                "cleared {cleared} dead letter(s) whose task now succeeded"
+            )?;
+            Ok(ExitCode::from(taskq::runner::exit_code(&report)))
         }
     }
 }
