@@ -1,12 +1,14 @@
 //! Admission: the depth counter every submission and completion goes through.
 //!
-//! - `uncontended/try_acquire_release`: one slot reserved and freed, one thread.
-//! - `uncontended/acquire_many_release/<k>`: `k` slots per compare-and-swap
+//! - `admission_uncontended/try_acquire_release`: one slot reserved and freed, one thread.
+//! - `admission_uncontended/acquire_many_release/<k>`: `k` slots per compare-and-swap
 //!   (the `submit_iter` path), reported per slot.
-//! - `uncontended/release_batch/<k>`: a worker's completions released in
+//! - `admission_uncontended/release_batch/<k>`: a worker's completions released in
 //!   batches of `k` (the worker path), per completion.
-//! - `contended/try_acquire_release/2_threads`: two threads reserving and
+//! - `admission_contended/try_acquire_release/2_threads`: two threads reserving and
 //!   freeing on one counter at once; time per pair of operations on each thread.
+//! - `admission_contended/acquire_many_256_release/2_threads`: the same, 256 slots at a
+//!   time (throughput per slot).
 //!
 //! `cargo bench --bench admission`; add `-- --profile-time 10` for flamegraphs
 //! (see `benches/support/mod.rs` for where they land).
@@ -24,7 +26,7 @@ use taskq::internals::{Admission, ReleaseBatch};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn uncontended(c: &mut Criterion) {
-    let mut group = c.benchmark_group("uncontended");
+    let mut group = c.benchmark_group("admission_uncontended");
     group.throughput(Throughput::Elements(1));
     let a = Admission::new(1024);
     group.bench_function("try_acquire_release", |b| {
@@ -41,6 +43,7 @@ fn uncontended(c: &mut Criterion) {
                 let _ = a.release(got);
             })
         });
+        group.throughput(Throughput::Elements(1));
         group.bench_with_input(BenchmarkId::new("release_batch", k), &k, |b, &k| {
             let mut batch = ReleaseBatch::new(k);
             b.iter(|| {
@@ -77,7 +80,7 @@ fn on_threads(threads: usize, per_thread: impl Fn() + Sync) -> Duration {
 }
 
 fn contended(c: &mut Criterion) {
-    let mut group = c.benchmark_group("contended");
+    let mut group = c.benchmark_group("admission_contended");
     group.throughput(Throughput::Elements(2));
     let a = Admission::new(1024);
     group.bench_function("try_acquire_release/2_threads", |b| {
@@ -90,6 +93,8 @@ fn contended(c: &mut Criterion) {
             })
         })
     });
+    // Capacity 1024: both threads always get their 256 slots.
+    group.throughput(Throughput::Elements(2 * 256));
     group.bench_function("acquire_many_256_release/2_threads", |b| {
         b.iter_custom(|iters| {
             on_threads(2, || {

@@ -38,7 +38,7 @@ fn hold(a: &Admission, held: &AtomicUsize, k: usize) {
 /// (The blocking path reserves through the same compare-and-swap; it is raced
 /// in `depth_returns_to_zero` and the wake-up models.)
 fn bound_model(fault: Option<Fault>) {
-    check(3, move || {
+    check(3, fault, move || {
         let a = admission(2, fault);
         let held = Arc::new(AtomicUsize::new(0));
         let one = {
@@ -97,7 +97,7 @@ fn check_then_act_breaks_the_bound() {
 /// spurious `Full`), and the depth says so.
 #[test]
 fn admitted_plus_rejected_is_attempted() {
-    check(3, || {
+    check(3, None, || {
         let a = admission(2, None);
         let producer = |a: Arc<Admission>| {
             let (mut admitted, mut rejected) = (0, 0);
@@ -127,7 +127,7 @@ fn admitted_plus_rejected_is_attempted() {
 /// through a `ReleaseBatch`, as workers do.
 #[test]
 fn depth_returns_to_zero() {
-    check(3, || {
+    check(3, None, || {
         let a = admission(3, None);
         let held = Arc::new(AtomicUsize::new(0));
         let producer = |a: Arc<Admission>, held: Arc<AtomicUsize>| {
@@ -158,7 +158,7 @@ fn depth_returns_to_zero() {
 /// Capacity 1: the main thread holds the slot, a producer blocks in `acquire`,
 /// the main thread releases. Loom reports a deadlock if the wake-up is lost.
 fn wake_model(fault: Option<Fault>) {
-    check(3, move || {
+    check(3, fault, move || {
         let a = admission(1, fault);
         a.try_acquire().unwrap();
         let producer = {
@@ -201,7 +201,7 @@ fn weak_ordering_loses_the_wakeup() {
 /// depth reaches the mark, not before, and never missed.
 #[test]
 fn blocked_producer_is_woken_at_the_low_water_mark() {
-    check(2, || {
+    check(2, None, || {
         let a = admission(3, None);
         assert_eq!(a.try_acquire_many(3), Ok(3));
         let producer = {
@@ -224,7 +224,7 @@ fn blocked_producer_is_woken_at_the_low_water_mark() {
 /// release).
 #[test]
 fn every_blocked_producer_is_woken() {
-    check(2, || {
+    check(2, None, || {
         let a = admission(2, None);
         assert_eq!(a.try_acquire_many(2), Ok(2));
         let producers: Vec<_> = (0..2)
@@ -248,7 +248,7 @@ fn every_blocked_producer_is_woken() {
 /// `close` wakes a producer blocked for room, and it gets `Closed`.
 #[test]
 fn close_wakes_blocked_producer_with_closed() {
-    check(3, || {
+    check(3, None, || {
         let a = admission(1, None);
         a.try_acquire().unwrap();
         let producer = {
@@ -264,7 +264,7 @@ fn close_wakes_blocked_producer_with_closed() {
 /// Capacity 2, two slots held by two threads that release them while the main
 /// thread closes; counts the `Drained` reports.
 fn drained_model(fault: Option<Fault>) {
-    check(3, move || {
+    check(3, fault, move || {
         let a = admission(2, fault);
         assert_eq!(a.try_acquire_many(2), Ok(2));
         let drained = Arc::new(AtomicUsize::new(0));

@@ -71,17 +71,20 @@ fn assert_drained(report: &Report, mut admitted: Vec<String>, seen: &Mutex<Vec<S
     assert_eq!(c.admitted, n, "admitted count");
     assert_eq!(c.completed(), n, "completed count");
     assert_eq!(c.succeeded, n, "succeeded count");
-    assert_eq!(
-        c.submitted,
-        c.admitted + c.rejected,
-        "submitted = admitted + rejected"
-    );
+    assert_eq!(report.latency_ms.count, n, "one latency sample per task");
     assert!(report.queue_depth.max <= report.queue_depth.capacity);
 }
 
-/// The main thread submits `tasks` tasks (blocking while full), then shuts down.
-fn main_thread_model(workers: usize, capacity: usize, tasks: usize, fault: Option<Fault>) {
-    check(2, move || {
+/// The main thread submits `tasks` tasks (blocking while full), then shuts
+/// down; explored with at most `bound` preemptions.
+fn main_thread_model(
+    workers: usize,
+    capacity: usize,
+    tasks: usize,
+    bound: usize,
+    fault: Option<Fault>,
+) {
+    check(bound, fault, move || {
         let processor = Recording::default();
         let engine = start(workers, capacity, processor.clone(), fault);
         let progress = engine.progress_handle();
@@ -94,6 +97,12 @@ fn main_thread_model(workers: usize, capacity: usize, tasks: usize, fault: Optio
         drop(submitter);
         let report = engine.shutdown();
         assert_drained(&report, (0..tasks).map(key).collect(), &processor.0);
+        let c = &report.counts;
+        assert_eq!(
+            c.submitted,
+            c.admitted + c.rejected,
+            "submitted = admitted + rejected"
+        );
         assert_eq!(progress.progress().depth, 0, "depth after shutdown");
     });
 }
@@ -102,14 +111,14 @@ fn main_thread_model(workers: usize, capacity: usize, tasks: usize, fault: Optio
 /// worker releases the first slot; shutdown then drains the second.
 #[test]
 fn shutdown_completes_every_admitted_task() {
-    main_thread_model(1, 1, 2, None);
+    main_thread_model(1, 1, 2, 2, None);
 }
 
 /// Two workers, capacity 2, two tasks: each task is taken by exactly one
 /// worker, whoever finds it first (lane steal, sibling steal, or wake-up).
 #[test]
 fn shutdown_drains_two_workers() {
-    main_thread_model(2, 2, 2, None);
+    main_thread_model(2, 2, 2, 2, None);
 }
 
 /// A close that reads the depth before closing can miss the last release:
@@ -118,22 +127,27 @@ fn shutdown_drains_two_workers() {
 #[test]
 #[should_panic(expected = "deadlock")]
 fn split_close_hangs_shutdown() {
-    main_thread_model(1, 1, 1, Some(Fault::SplitClose));
+    main_thread_model(1, 1, 1, 2, Some(Fault::SplitClose));
 }
 
 /// A worker that parks without re-checking misses the task, or the drain.
+/// (Three preemptions: the worker's idle spin yields once before it parks, and
+/// the task must be published between its last look and its announcement.)
 #[test]
 #[should_panic(expected = "deadlock")]
 fn no_recheck_hangs_shutdown() {
-    main_thread_model(1, 1, 1, Some(Fault::NoRecheck));
+    main_thread_model(1, 1, 1, 3, Some(Fault::NoRecheck));
 }
 
 /// A producer thread submits while the main thread shuts down: each
 /// submission is admitted (and then processed exactly once) or refused with
-/// `Closed` (and never processed), and shutdown drains whatever got in.
+/// `Closed` (and never processed), and shutdown drains whatever got in. (The
+/// report is built while the producer may still be running, so it can miss a
+/// refusal that has not happened yet; it cannot miss an admission, since the
+/// drain waits for every admitted task.)
 #[test]
 fn shutdown_races_a_producer() {
-    check(2, || {
+    check(2, None, || {
         let processor = Recording::default();
         let engine = start(1, 1, processor.clone(), None);
         let progress = engine.progress_handle();
@@ -151,8 +165,7 @@ fn shutdown_races_a_producer() {
         });
         let report = engine.shutdown();
         let admitted = producer.join().unwrap();
-        assert_eq!(report.counts.submitted, 2, "every submission is counted");
-        assert_eq!(report.counts.rejected, 2 - admitted.len() as u64);
+        assert!(report.counts.submitted <= 2);
         assert_drained(&report, admitted, &processor.0);
         assert_eq!(progress.progress().depth, 0, "depth after shutdown");
     });

@@ -16,13 +16,19 @@ mod parking;
 // Later protocols, one file each: idempotency claim, writer hand-off, retry hand-back.
 
 use loom::model::Builder;
+use taskq::internals::Fault;
 
-/// Explores every interleaving of `f`, with at most `bound` preemptions per
-/// execution unless `LOOM_MAX_PREEMPTIONS` sets another bound. `LOOM_LOG`
-/// (a tracing filter, e.g. `trace`) logs each step, as with `loom::model`.
-pub(crate) fn check(bound: usize, f: impl Fn() + Sync + Send + 'static) {
+/// Explores every interleaving of `f` with at most `bound` preemptions per
+/// execution.
+///
+/// For a correct model (`fault` is `None`) `LOOM_MAX_PREEMPTIONS`, when set,
+/// replaces `bound`. A model with a fault injected must fail, and `bound` is
+/// the depth at which loom is known to reach the bug, so it is used whatever
+/// the environment says. `LOOM_LOG` (a tracing filter, e.g. `trace`) logs every
+/// step, as with `loom::model`; the other `LOOM_*` variables work as usual.
+pub(crate) fn check(bound: usize, fault: Option<Fault>, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = Builder::new();
-    if builder.preemption_bound.is_none() {
+    if fault.is_some() || builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(bound);
     }
     let subscriber = tracing_subscriber::fmt()

@@ -31,7 +31,7 @@ impl Processor for FailFirst {
 /// completes what, the merged report adds up.
 #[test]
 fn merged_counts_are_the_sum_of_per_worker_counts() {
-    check(2, || {
+    check(2, None, || {
         let processor = FailFirst::default();
         let engine = start(2, 2, processor.clone(), None);
         let submitter = engine.submitter();

@@ -72,7 +72,7 @@ fn spawn_workers(
 /// it (the close does not drain while the item holds its slot), and loom
 /// reports the deadlock.
 fn published_model(fault: Option<Fault>) {
-    check(2, move || {
+    check(2, fault, move || {
         let (sched, locals) = scheduler(1, fault);
         let a = Arc::new(Admission::new(2));
         let workers = spawn_workers(&sched, locals, &a);
@@ -120,7 +120,7 @@ fn unlocked_notify_loses_the_wakeup() {
 /// Two idle workers; the main thread closes an empty admission, which is then
 /// drained, and wakes everyone with `notify_all`.
 fn notify_all_model(fault: Option<Fault>) {
-    check(2, move || {
+    check(2, fault, move || {
         let (sched, locals) = scheduler(2, fault);
         let a = Arc::new(Admission::new(1));
         let workers = spawn_workers(&sched, locals, &a);
@@ -150,7 +150,7 @@ fn no_recheck_misses_the_drain() {
 /// parked or searching when it is published, and both exit at the drain.
 #[test]
 fn two_workers_one_item_taken_once() {
-    check(2, || {
+    check(2, None, || {
         let (sched, locals) = scheduler(2, None);
         let a = Arc::new(Admission::new(1));
         let workers = spawn_workers(&sched, locals, &a);

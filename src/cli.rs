@@ -194,6 +194,9 @@ pub struct RunArgs {
     /// Do not draw the progress bar (it is only drawn when stderr is a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Append `key<TAB>outcome` for every task the moment it is reported done.
+    #[arg(long, value_name = "PATH")]
+    pub done_log: Option<PathBuf>,
     /// Largest accepted input record, in bytes.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_record_bytes: usize,
@@ -365,6 +368,7 @@ impl RunArgs {
             processor: self.processor,
             simulated: self.simulated.to_config(),
             progress: !self.no_progress,
+            done_log: self.done_log.clone(),
         })
     }
 }

@@ -46,7 +46,9 @@ fn run() -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot write report {}", p.display()))?;
                 let _ = std::fs::remove_file(tmp);
             }
-            let report = taskq::runner::run(&config)?;
+            let interrupt = taskq::runner::Interrupt::new();
+            watch_signals(interrupt.clone())?;
+            let report = taskq::runner::run_with(&config, &interrupt)?;
             if report.status == RunStatus::Failed {
                 for e in &report.errors {
                     eprintln!("error: {e}");
@@ -124,6 +126,28 @@ fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(taskq::runner::exit_code(&report)))
         }
     }
+}
+
+/// First SIGINT/SIGTERM: stop admitting, drain, report (exit 130/143). A second
+/// one: exit at once. SQLite stays consistent either way: every batch is one
+/// transaction in a WAL file, so an interrupted commit is simply not there.
+fn watch_signals(interrupt: taskq::runner::Interrupt) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("taskq-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if interrupt.trigger(signal) {
+                    eprintln!("taskq: stopping admission and draining (again to exit at once)");
+                } else {
+                    std::process::exit(128 + signal);
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
 }
 
 /// Prints the summary (or the JSON, with `--report -`) and writes the report file.

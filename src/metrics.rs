@@ -306,6 +306,8 @@ pub struct InvalidTask {
 pub struct Report {
     /// How the run ended.
     pub status: RunStatus,
+    /// The signal that interrupted the run, if one did (`SIGINT`, `SIGTERM`).
+    pub interrupted_by: Option<String>,
     /// Task counts.
     pub counts: Counts,
     /// Why submissions were refused.

@@ -18,13 +18,14 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{channel, sync_channel, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::config::EngineConfig;
-use crate::engine::{Engine, ProgressHandle, SubmitError, Submitter};
+use crate::engine::{Engine, Observer, Outcome, ProgressHandle, SubmitError, Submitter};
 use crate::error::Error;
 use crate::input::{open_path, precheck_path, InputFormat, ReaderOptions, Record};
 use crate::metrics::{Report, RunStatus};
@@ -63,6 +64,8 @@ pub struct RunConfig {
     pub simulated: SimulatedConfig,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Append `key<TAB>outcome` for every task as it is reported done.
+    pub done_log: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -77,6 +80,7 @@ impl RunConfig {
             processor: ProcessorKind::Simulated,
             simulated: SimulatedConfig::default(),
             progress: false,
+            done_log: None,
         }
     }
 
@@ -124,6 +128,99 @@ fn build_processor(config: &RunConfig) -> Result<Box<dyn Processor>, Error> {
     })
 }
 
+/// The `--done-log` observer: one line per task as it is reported done
+/// (`key<TAB>succeeded|duplicate|failed|dead_lettered`), each written with one
+/// `write(2)` on an append-only file, so the lines of concurrent completions
+/// never interleave and a line is in the file before anything later happens.
+/// Auditors compare it with the effects log: in group-commit mode no task in it
+/// may ever be processed again.
+struct DoneLog(std::fs::File);
+
+impl DoneLog {
+    fn open(path: &std::path::Path) -> Result<Self, Error> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(DoneLog)
+            .map_err(|e| Error::io(format!("cannot open done log {}", path.display()), e))
+    }
+}
+
+impl Observer for DoneLog {
+    fn on_complete(&self, task: &Task, outcome: Outcome<'_>) {
+        use std::io::Write;
+        let what = match outcome {
+            Outcome::Succeeded { .. } => "succeeded",
+            Outcome::Duplicate { .. } => "duplicate",
+            Outcome::Failed { .. } => "failed",
+            Outcome::DeadLettered { .. } => "dead_lettered",
+        };
+        let line = format!("{}\t{what}\n", task.idempotency_key);
+        // An audit aid: a failed write must not fail the task.
+        let _ = (&self.0).write_all(line.as_bytes());
+    }
+}
+
+/// Stops a [`run`] from another thread (a signal handler): admission closes,
+/// admitted work drains, and the report is marked interrupted.
+#[derive(Clone, Default)]
+pub struct Interrupt {
+    inner: Arc<Mutex<InterruptState>>,
+}
+
+#[derive(Default)]
+struct InterruptState {
+    signal: Option<i32>,
+    engine: Option<ProgressHandle>,
+    wake: Option<Sender<Event>>,
+}
+
+impl Interrupt {
+    /// A handle nothing has triggered yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Interrupts the run with `signal` (its number, for the exit code).
+    /// Returns false if it had already been interrupted (the caller may then
+    /// exit at once).
+    pub fn trigger(&self, signal: i32) -> bool {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if st.signal.is_some() {
+            return false;
+        }
+        st.signal = Some(signal);
+        if let Some(engine) = &st.engine {
+            engine.close();
+        }
+        if let Some(wake) = &st.wake {
+            let _ = wake.send(Event::Interrupted);
+        }
+        true
+    }
+
+    /// The signal that interrupted the run, if any.
+    pub fn signal(&self) -> Option<i32> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).signal
+    }
+
+    fn attach(&self, engine: ProgressHandle, wake: Sender<Event>) {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if st.signal.is_some() {
+            engine.close();
+            let _ = wake.send(Event::Interrupted);
+        }
+        st.engine = Some(engine);
+        st.wake = Some(wake);
+    }
+}
+
+enum Event {
+    Fed,
+    Interrupted,
+}
+
 /// Runs `config` to the end and returns the report.
 ///
 /// A bad task is listed in the report and the rest run; a bad file or setting
@@ -133,8 +230,20 @@ fn build_processor(config: &RunConfig) -> Result<Box<dyn Processor>, Error> {
 /// # Errors
 ///
 /// [`Error::Config`] for a bad setting, [`Error::Input`] for a bad file found
-/// before work started, [`Error::Io`] when a thread cannot start.
+/// before work started, [`Error::Store`] when the database cannot be opened,
+/// [`Error::Io`] when a thread cannot start.
 pub fn run(config: &RunConfig) -> Result<Report, Error> {
+    run_with(config, &Interrupt::new())
+}
+
+/// Like [`run`], stopping early when `interrupt` is triggered: admission
+/// closes, admitted tasks drain (bounded by the shutdown timeout), and the
+/// report says `interrupted`.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, Error> {
     config.validate()?;
     let expected = if config.is_stdin() {
         None
@@ -143,18 +252,42 @@ pub fn run(config: &RunConfig) -> Result<Report, Error> {
     };
     let reader = open_path(&config.tasks, config.reader_options())?;
     let processor = build_processor(config)?;
-    let engine = Engine::start(config.engine.clone(), processor)?;
+    let mut builder = Engine::builder(config.engine.clone());
+    if let Some(path) = &config.done_log {
+        builder = builder.observer(DoneLog::open(path)?);
+    }
+    let engine = builder.start(processor)?;
 
     let progress = config
         .progress
         .then(|| spawn_progress(engine.progress_handle(), expected));
-    let outcome = std::thread::scope(|scope| feed(scope, &engine, reader, config.producers));
+    let (wake, events) = channel();
+    interrupt.attach(engine.progress_handle(), wake.clone());
+    // The feeder runs on its own thread, so that an interrupt does not have to
+    // wait for a read from a stalled standard input to return.
+    let state = Arc::new(Mutex::new(FeedOutcome::default()));
+    let submitters: Vec<Submitter> = (0..config.producers).map(|_| engine.submitter()).collect();
+    let feeder = {
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("taskq-reader".into())
+            .spawn(move || {
+                feed(reader, submitters, &state);
+                let _ = wake.send(Event::Fed);
+            })
+            .map_err(|e| Error::io("cannot start the reader thread", e))?
+    };
+    let interrupted = matches!(events.recv(), Ok(Event::Interrupted));
+    if !interrupted {
+        let _ = feeder.join();
+    }
     let mut report = engine.shutdown();
     if let Some((stop, handle)) = progress {
         drop(stop);
         let _ = handle.join();
     }
     report.config = serde_json::to_value(config).unwrap_or_default();
+    let outcome = std::mem::take(&mut *state.lock().unwrap_or_else(|p| p.into_inner()));
     for (line, index, error) in outcome.invalid {
         report.add_invalid(line, index, error);
     }
@@ -163,9 +296,24 @@ pub fn run(config: &RunConfig) -> Result<Report, Error> {
         report.status = RunStatus::Failed;
         report.errors.push(e.to_string());
     }
+    if let Some(signal) = interrupt.signal() {
+        if report.status == RunStatus::Completed {
+            report.status = RunStatus::Interrupted;
+        }
+        report.interrupted_by = Some(signal_name(signal));
+    }
     Ok(report)
 }
 
+fn signal_name(signal: i32) -> String {
+    match signal {
+        2 => "SIGINT".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+#[derive(Default)]
 struct FeedOutcome {
     /// The first `MAX_INVALID_LISTED` invalid records.
     invalid: Vec<(u64, u64, String)>,
@@ -173,79 +321,73 @@ struct FeedOutcome {
     error: Option<Error>,
 }
 
-/// Reads every record and submits the valid ones; returns what was refused.
-fn feed<'scope, R: std::io::BufRead>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
-    engine: &Engine,
+/// Reads every record and submits the valid ones; records what was refused in
+/// `state` as it goes.
+fn feed<R: std::io::BufRead>(
     reader: crate::input::TaskReader<R>,
-    producers: usize,
-) -> FeedOutcome {
-    let mut outcome = FeedOutcome {
-        invalid: Vec::new(),
-        invalid_count: 0,
-        error: None,
-    };
-    let mut sinks = Vec::new();
-    let mut handles = Vec::new();
-    if producers > 1 {
-        for _ in 0..producers {
+    mut submitters: Vec<Submitter>,
+    state: &Mutex<FeedOutcome>,
+) {
+    if submitters.len() == 1 {
+        let direct = submitters.pop().expect("one producer");
+        read_all(reader, state, |task| submit_one(&direct, task));
+        return;
+    }
+    std::thread::scope(|scope| {
+        let mut sinks = Vec::new();
+        for submitter in submitters {
             let (tx, rx) = sync_channel::<Task>(256);
-            let submitter = engine.submitter();
-            handles.push(scope.spawn(move || produce(&submitter, rx)));
+            scope.spawn(move || {
+                for task in rx {
+                    if !submit_one(&submitter, task) {
+                        return;
+                    }
+                }
+            });
             sinks.push(tx);
         }
-    }
-    let direct = engine.submitter();
-    let mut next = 0usize;
+        let mut next = 0usize;
+        // Round-robin; a producer that stopped (engine closed) ends the reading.
+        read_all(reader, state, |task| {
+            let sent = sinks[next].send(task).is_ok();
+            next = (next + 1) % sinks.len();
+            sent
+        });
+    });
+}
+
+/// Hands every valid task to `dispatch` until it returns false.
+fn read_all<R: std::io::BufRead>(
+    reader: crate::input::TaskReader<R>,
+    state: &Mutex<FeedOutcome>,
+    mut dispatch: impl FnMut(Task) -> bool,
+) {
     for record in reader {
         match record {
             Ok(Record::Task { task, .. }) => {
-                if sinks.is_empty() {
-                    if submit_one(&direct, task).is_err() {
-                        break;
-                    }
-                } else {
-                    // Round-robin; a producer that stopped (engine closed) drops out.
-                    if sinks[next].send(task).is_err() {
-                        break;
-                    }
-                    next = (next + 1) % sinks.len();
+                if !dispatch(task) {
+                    return;
                 }
             }
             Ok(Record::Invalid { line, index, error }) => {
-                outcome.invalid_count += 1;
-                if outcome.invalid.len() < crate::metrics::MAX_INVALID_LISTED {
-                    outcome.invalid.push((line, index, error.to_string()));
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                st.invalid_count += 1;
+                if st.invalid.len() < crate::metrics::MAX_INVALID_LISTED {
+                    st.invalid.push((line, index, error.to_string()));
                 }
             }
             Err(e) => {
-                outcome.error = Some(Error::Input(e));
-                break;
+                state.lock().unwrap_or_else(|p| p.into_inner()).error = Some(Error::Input(e));
+                return;
             }
         }
     }
-    drop(sinks);
-    for h in handles {
-        let _ = h.join();
-    }
-    outcome
 }
 
-/// Submits one task; a task refused because the engine is full (reject mode) is
-/// counted by the engine and skipped. `Err` means the engine closed.
-fn submit_one(submitter: &Submitter, task: Task) -> Result<(), ()> {
-    match submitter.submit(task) {
-        Ok(()) | Err(SubmitError::Full(_)) => Ok(()),
-        Err(SubmitError::Closed(_)) => Err(()),
-    }
-}
-
-fn produce(submitter: &Submitter, rx: Receiver<Task>) {
-    for task in rx {
-        if submit_one(submitter, task).is_err() {
-            return;
-        }
-    }
+/// Submits one task; a task refused because the engine is full (reject mode)
+/// is counted by the engine and skipped. False once the engine closed.
+fn submit_one(submitter: &Submitter, task: Task) -> bool {
+    !matches!(submitter.submit(task), Err(SubmitError::Closed(_)))
 }
 
 /// A thread that redraws a progress bar every 100 ms until `stop` is dropped.
@@ -286,12 +428,16 @@ fn spawn_progress(
 /// The exit code for a finished run: 0 when every admitted task succeeded (or
 /// was a duplicate) and nothing was refused; 3 when the run finished but some
 /// tasks were invalid, rejected, failed or dead-lettered; 1 when the run failed
-/// (the error is in the report).
+/// (the error is in the report); 130 or 143 when interrupted by SIGINT or
+/// SIGTERM.
 pub fn exit_code(report: &Report) -> u8 {
     let c = &report.counts;
     match report.status {
         RunStatus::Failed => 1,
-        RunStatus::Interrupted => 130,
+        RunStatus::Interrupted => match report.interrupted_by.as_deref() {
+            Some("SIGTERM") => 143,
+            _ => 130,
+        },
         RunStatus::Completed if c.invalid + c.rejected + c.failed + c.dead_lettered > 0 => 3,
         RunStatus::Completed => 0,
     }

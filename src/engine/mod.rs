@@ -617,8 +617,10 @@ fn open_idempotency(
         .for_each_succeeded_key(&mut |k| bloom.insert(k))
         .map_err(Error::Store)?;
     let batch = store_config.batch_size;
-    // The queue holds a few batches, so the writer always has the next one ready.
-    let handoff = Handoff::new(batch.saturating_mul(4).max(config.workers * 64), batch);
+    // The queue holds one batch while the writer commits the previous one: the
+    // writer always has the next batch ready, and a crash in batch mode loses at
+    // most two batches plus the workers' small buffers.
+    let handoff = Handoff::new(batch.max(64), batch);
     Ok(Some(Idem {
         table: ClaimTable::new(),
         bloom,

@@ -88,6 +88,7 @@ pub(super) fn build(
         } else {
             RunStatus::Failed
         },
+        interrupted_by: None,
         counts: Counts {
             submitted,
             admitted,
