@@ -166,9 +166,9 @@ fn crash_trials(durability: &str, seed: u64) {
                     }
                     acknowledged += 1;
                     // Reported done in crashed run n: no later run may process it.
-                    for later in (n + 1)..runs {
+                    for (later, keys) in processed_in.iter().enumerate().skip(n + 1) {
                         assert!(
-                            !processed_in[later].contains(&key),
+                            !keys.contains(&key),
                             "{key} was reported done in run {n}, then processed again in run {later} (seed {seed})"
                         );
                     }
