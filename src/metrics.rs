@@ -23,8 +23,18 @@ use crate::processor::ErrorClass;
 /// Longer samples are clamped to it (and the report's `max` says so).
 const MAX_TRACKABLE_NS: u64 = 3_600_000_000_000;
 
+/// Significant figures the histograms keep.
+#[cfg(not(feature = "loom"))]
+const SIGNIFICANT_FIGURES: u8 = 3;
+/// Under loom, 1: the models count samples rather than read their values, and a
+/// three-figure histogram (256 KiB of counters, zeroed for every recorder in
+/// every explored execution) would take most of the models' run time.
+#[cfg(feature = "loom")]
+const SIGNIFICANT_FIGURES: u8 = 1;
+
 fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, 3).expect("static histogram bounds are valid")
+    Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, SIGNIFICANT_FIGURES)
+        .expect("static histogram bounds are valid")
 }
 
 /// One worker's counters and histograms. Written only by its worker.

@@ -10,7 +10,9 @@
 //!    for the idempotency store and refused until it lands.
 //! 2. For each repeat, every engine runs once, in turn (taskq, baseline,
 //!    classic), so machine noise spreads over all engines alike. `cpu` also
-//!    times all tasks on one thread in each repeat, for parallel efficiency.
+//!    times all tasks on one thread in each repeat; the fastest of those
+//!    passes is the work for parallel efficiency = work ÷ (cores used ×
+//!    makespan), cores used = min(workers, cores).
 //! 3. [`driver`] runs one engine once: a fresh copy of the tasks is split among
 //!    `P` producer threads, which wait on a barrier; the clock starts when they
 //!    are released and stops when the last task has completed and the workers
@@ -399,7 +401,8 @@ pub struct EngineSummary {
     pub makespan_vs_ideal: Option<f64>,
     /// Median throughput ÷ the baseline's median throughput (when it ran).
     pub vs_baseline: Option<f64>,
-    /// `cpu` only: single-thread work time ÷ (cores used × makespan), per run.
+    /// `cpu` only: single-thread work time (the fastest of the repeats' passes)
+    /// ÷ (cores used × makespan), per run; cores used = min(workers, cores).
     pub parallel_efficiency: Option<Stat>,
     /// `--queue-first` only: seconds to queue the batch.
     pub enqueue_s: Option<Stat>,

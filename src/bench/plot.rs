@@ -30,6 +30,26 @@ fn category(v: &SegmentValue<i32>, names: &[&str]) -> String {
     }
 }
 
+/// A compact axis label: `0.05`, `3`, `250`, `12k`, `3.5M`.
+fn axis(v: f64) -> String {
+    let trim = |s: String| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
+    if v >= 1e6 {
+        trim(format!("{:.1}", v / 1e6)) + "M"
+    } else if v >= 1e3 {
+        trim(format!("{:.1}", v / 1e3)) + "k"
+    } else if v >= 1.0 {
+        trim(format!("{v:.1}"))
+    } else {
+        trim(format!("{v:.4}"))
+    }
+}
+
 /// A log-axis range covering `values` with some room (values ≤ 0 are ignored).
 fn log_range(values: impl IntoIterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = values
@@ -105,13 +125,15 @@ pub fn throughput(scenarios: &[ScenarioResult], path: &Path) -> Result<(), Bench
             .margin(12)
             .x_label_area_size(28)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..n as i32).into_segmented(), y.clone().log_scale())
+            .build_cartesian_2d((0..n as i32 - 1).into_segmented(), y.clone().log_scale())
             .map_err(|x| e(&x))?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_label_formatter(&|v| category(v, &names))
-            .y_label_formatter(&|v| rate(*v))
+            .light_line_style(TRANSPARENT)
+            .y_labels(10)
+            .y_label_formatter(&|v| axis(*v))
             .y_desc("tasks/s")
             .draw()
             .map_err(|x| e(&x))?;
@@ -190,12 +212,15 @@ pub fn latency(scenarios: &[ScenarioResult], path: &Path) -> Result<(), BenchErr
             .margin(12)
             .x_label_area_size(28)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..4i32).into_segmented(), y.log_scale())
+            .build_cartesian_2d((0..3i32).into_segmented(), y.log_scale())
             .map_err(|x| e(&x))?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_label_formatter(&|v| category(v, &LABELS))
+            .light_line_style(TRANSPARENT)
+            .y_labels(10)
+            .y_label_formatter(&|v| axis(*v))
             .y_desc("ms")
             .draw()
             .map_err(|x| e(&x))?;
@@ -265,7 +290,8 @@ pub fn workers_sweep(scenarios: &[ScenarioResult], path: &Path) -> Result<(), Be
         .x_desc("workers")
         .y_desc("tasks/s")
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|v| rate(*v))
+        .light_line_style(TRANSPARENT)
+        .y_label_formatter(&|v| axis(*v))
         .draw()
         .map_err(|x| e(&x))?;
     for engine in EngineKind::ALL {

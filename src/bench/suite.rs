@@ -56,6 +56,10 @@ pub fn summarize(
     work_s: Vec<f64>,
 ) -> ScenarioResult {
     let cores_used = scenario.workers.min(available_cores()) as f64;
+    // The work of the batch: the fastest single-thread pass. A pass slowed by a
+    // noisy neighbour would inflate every efficiency computed from it; the
+    // fastest one is the least disturbed (and the most demanding baseline).
+    let work = work_s.iter().copied().reduce(f64::min);
     let ideal = scenario.ideal_makespan_s();
     let mut engines: Vec<EngineSummary> = scenario
         .engines
@@ -67,13 +71,8 @@ pub fn summarize(
             let (completed, failed) = runs
                 .iter()
                 .fold((0, 0), |(c, f), s| (c + s.completed, f + s.failed));
-            let efficiency = (!work_s.is_empty()).then(|| {
-                Stat::of(
-                    runs.iter()
-                        .zip(&work_s)
-                        .map(|(s, w)| w / (cores_used * s.makespan_s)),
-                )
-            });
+            let efficiency =
+                work.map(|w| Stat::of(runs.iter().map(|s| w / (cores_used * s.makespan_s))));
             EngineSummary {
                 engine,
                 runs: runs.len(),

@@ -17,14 +17,16 @@
 //!    evicted from the cache). The worker asks the Bloom filter, and on "maybe"
 //!    the store. If it was recorded, the worker removes its `InFlight` entry and
 //!    completes the task as a duplicate. Otherwise it processes the task.
-//! 3. On success the entry becomes `Done { committed: false }` and the record goes
-//!    to the writer. On failure the entry is removed (the key may be tried again).
-//! 4. After the writer commits a batch it marks each entry `committed` and adds
-//!    the key to its eviction queue. Only committed entries are ever evicted, so
-//!    an entry that leaves the cache can always be found in the store.
+//! 3. On success the entry becomes `Done` and the record goes to the writer. On
+//!    failure the entry is removed (the key may be tried again).
+//! 4. After the writer commits a batch it appends the batch's keys to its
+//!    eviction queue. Only the writer evicts, and only keys from that queue,
+//!    oldest first, each after adding it to the Bloom filter: an entry never
+//!    leaves the cache before its record is committed, and a key that left can
+//!    always be found through the filter and the store.
 //!
-//! The cache holds at most `cache_capacity` committed entries plus the ones in
-//! flight or waiting for a commit (both bounded by the engine's capacity and the
+//! The cache holds at most `cache_capacity` entries plus the ones in flight or
+//! waiting for a commit (both bounded by the engine's capacity and the
 //! writer's queue).
 
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -42,14 +44,12 @@ pub enum KeyState {
         /// Hash of the claiming task's image key and size.
         fingerprint: u64,
     },
-    /// It succeeded.
+    /// It succeeded (its record may not be committed yet).
     Done {
         /// Hash of the task's image key and size.
         fingerprint: u64,
         /// The recorded output.
         output: Option<CompactString>,
-        /// Its record is in the store (only then may the entry be evicted).
-        committed: bool,
     },
 }
 
@@ -137,7 +137,6 @@ impl ClaimTable {
                     Action::Set(KeyState::Done {
                         fingerprint,
                         output,
-                        committed: false,
                     }),
                 )
             }
@@ -156,22 +155,12 @@ impl ClaimTable {
         });
     }
 
-    /// Step 4: the key's record is committed; the entry may be evicted from now on.
-    pub fn mark_committed(&self, key: &str) {
-        self.map.update(key, |slot| {
-            if let Some(KeyState::Done { committed, .. }) = slot {
-                *committed = true;
-            }
-            ((), Action::Keep)
-        });
-    }
-
-    /// Removes `key` if its record is committed; returns whether it did.
-    pub fn evict(&self, key: &str) -> bool {
+    /// Step 4: removes the done entry of `key`, whose record the caller (the
+    /// writer) has committed. Returns whether it did (an entry in flight is
+    /// never touched).
+    pub fn evict_committed(&self, key: &str) -> bool {
         self.map.update(key, |slot| match slot {
-            Some(KeyState::Done {
-                committed: true, ..
-            }) => (true, Action::Remove),
+            Some(KeyState::Done { .. }) => (true, Action::Remove),
             _ => (false, Action::Keep),
         })
     }
@@ -205,13 +194,11 @@ mod tests {
         assert_eq!(t.claim("k", fp), Claim::New);
         assert_eq!(t.claim("k", fp), Claim::InFlight);
         assert_eq!(t.claim("k", fp ^ 1), Claim::Contended);
-        assert!(!t.evict("k"), "in flight is never evicted");
+        assert!(!t.evict_committed("k"), "in flight is never evicted");
         t.finish("k", Some("out".into()));
         assert_eq!(t.claim("k", fp), Claim::Done(Some("out".into())));
         assert_eq!(t.claim("k", fp ^ 1), Claim::Conflict);
-        assert!(!t.evict("k"), "uncommitted is never evicted");
-        t.mark_committed("k");
-        assert!(t.evict("k"));
+        assert!(t.evict_committed("k"));
         assert!(t.is_empty());
         assert_eq!(t.claim("k", fp), Claim::New);
         t.abandon("k");

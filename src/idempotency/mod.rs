@@ -25,7 +25,8 @@ use crate::error::Error;
 pub use claim::{Claim, ClaimTable};
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use store::{
-    DeadLetter, RecordStatus, Recorded, Store, StoreError, StoreReader, StoreWriter, TaskRecord,
+    DeadLetter, Pending, RecordStatus, Recorded, Store, StoreError, StoreReader, StoreWriter,
+    TaskRecord,
 };
 
 /// Settings of idempotency and persistence.

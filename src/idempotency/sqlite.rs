@@ -24,7 +24,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
 use super::store::{
-    DeadLetter, RecordStatus, Recorded, Store, StoreError, StoreReader, StoreWriter, TaskRecord,
+    DeadLetter, Pending, RecordStatus, Recorded, Store, StoreError, StoreReader, StoreWriter,
 };
 use crate::processor::ErrorClass;
 use crate::task::Task;
@@ -377,6 +377,7 @@ impl Store for SqliteStore {
         Ok(Box::new(SqliteWriter {
             conn,
             path: self.path.clone(),
+            insert_full: insert_tasks_sql(ROWS_PER_INSERT),
         }))
     }
 
@@ -433,17 +434,47 @@ impl StoreReader for SqliteReader {
 struct SqliteWriter {
     conn: Connection,
     path: PathBuf,
+    /// The SQL of a full multi-row insert, built once.
+    insert_full: String,
 }
 
-const INSERT_TASK: &str = "INSERT INTO tasks
+/// Rows per multi-row `INSERT` (9 parameters each, far below SQLite's limit).
+/// One statement per 32 rows instead of one per row: the statement set-up
+/// (cursors, B-tree open, bindings) is paid once per chunk.
+const ROWS_PER_INSERT: usize = 64;
+
+/// The `INSERT … ON CONFLICT` for `rows` rows: a success is never overwritten,
+/// a failure is (by a later success or failure).
+fn insert_tasks_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO tasks
         (idempotency_key, id, image_key, size, status, attempts, created_at, finished_at, output_key)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+    VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..9 {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("?{}", r * 9 + c + 1));
+        }
+        sql.push(')');
+    }
+    sql.push_str(
+        "
     ON CONFLICT (idempotency_key) DO UPDATE SET
         id = excluded.id, image_key = excluded.image_key, size = excluded.size,
         status = excluded.status, attempts = excluded.attempts,
         finished_at = excluded.finished_at, output_key = excluded.output_key,
         version = tasks.version + 1
-    WHERE tasks.status <> 'succeeded'";
+    WHERE tasks.status <> 'succeeded'",
+    );
+    sql
+}
 
 const INSERT_DEAD: &str = "INSERT INTO dead_letter
         (idempotency_key, id, image_key, size, created_at, error_class, error_kind, message,
@@ -455,37 +486,57 @@ const INSERT_DEAD: &str = "INSERT INTO dead_letter
         last_failed_at = excluded.last_failed_at";
 
 impl StoreWriter for SqliteWriter {
-    fn commit(&mut self, records: &[TaskRecord], dead: &[DeadLetter]) -> Result<(), StoreError> {
+    fn commit(&mut self, batch: &[Pending]) -> Result<(), StoreError> {
         let path = self.path.clone();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql_err(&path, "cannot begin a batch"))?;
         {
-            let mut insert = tx
-                .prepare_cached(INSERT_TASK)
-                .map_err(sql_err(&path, "cannot prepare insert"))?;
-            let mut size = CompactString::default();
-            for r in records {
-                let t = &r.task;
-                size.clear();
-                use std::fmt::Write;
-                let _ = write!(size, "{}", t.size);
+            let mut sizes: Vec<CompactString> = Vec::with_capacity(ROWS_PER_INSERT);
+            for chunk in batch.chunks(ROWS_PER_INSERT) {
+                let sql = if chunk.len() == ROWS_PER_INSERT {
+                    &self.insert_full
+                } else {
+                    &insert_tasks_sql(chunk.len())
+                };
+                let mut insert = tx
+                    .prepare_cached(sql)
+                    .map_err(sql_err(&path, "cannot prepare insert"))?;
+                sizes.clear();
+                sizes.extend(chunk.iter().map(|p| {
+                    let mut s = CompactString::default();
+                    use std::fmt::Write;
+                    let _ = write!(s, "{}", p.record.task.size);
+                    s
+                }));
+                let mut i = 0;
+                for (r, size) in chunk.iter().map(|p| &p.record).zip(&sizes) {
+                    let t = &r.task;
+                    let values: [&dyn rusqlite::ToSql; 9] = [
+                        &t.idempotency_key.as_str(),
+                        &t.id.as_str(),
+                        &t.image_key.as_str(),
+                        &size.as_str(),
+                        &r.status.as_str(),
+                        &t.attempts,
+                        &(t.created_at as i64),
+                        &(r.finished_at as i64),
+                        &r.output_key.as_deref(),
+                    ];
+                    for v in values {
+                        i += 1;
+                        insert
+                            .raw_bind_parameter(i, v)
+                            .map_err(sql_err(&path, "cannot bind a record"))?;
+                    }
+                }
                 insert
-                    .execute(params![
-                        t.idempotency_key.as_str(),
-                        t.id.as_str(),
-                        t.image_key.as_str(),
-                        size.as_str(),
-                        r.status.as_str(),
-                        t.attempts,
-                        t.created_at as i64,
-                        r.finished_at as i64,
-                        r.output_key.as_deref(),
-                    ])
-                    .map_err(sql_err(&path, "cannot insert a record"))?;
+                    .raw_execute()
+                    .map_err(sql_err(&path, "cannot insert records"))?;
             }
-            if !dead.is_empty() {
+            let mut dead = batch.iter().filter_map(|p| p.dead.as_ref()).peekable();
+            if dead.peek().is_some() {
                 let mut insert = tx
                     .prepare_cached(INSERT_DEAD)
                     .map_err(sql_err(&path, "cannot prepare insert"))?;
@@ -523,6 +574,15 @@ impl std::fmt::Display for RecordStatus {
 #[cfg(all(test, not(feature = "loom")))]
 mod tests {
     use super::*;
+    use crate::idempotency::TaskRecord;
+
+    fn rec(r: TaskRecord) -> Pending {
+        Pending {
+            record: r,
+            dead: None,
+            ack: None,
+        }
+    }
 
     fn record(i: u32, status: RecordStatus) -> TaskRecord {
         let task = Task::new(&format!("img/{i:06}.jpg"), "200x200".parse().unwrap())
@@ -541,13 +601,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("t.db"), SqliteOptions::default()).unwrap();
         let mut w = store.writer().unwrap();
-        w.commit(
-            &[
-                record(1, RecordStatus::Succeeded),
-                record(2, RecordStatus::Failed),
-            ],
-            &[],
-        )
+        w.commit(&[
+            rec(record(1, RecordStatus::Succeeded)),
+            rec(record(2, RecordStatus::Failed)),
+        ])
         .unwrap();
         let mut r = store.reader().unwrap();
         let hit = r
@@ -576,10 +633,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("t.db"), SqliteOptions::default()).unwrap();
         let mut w = store.writer().unwrap();
-        w.commit(&[record(1, RecordStatus::Failed)], &[]).unwrap();
-        w.commit(&[record(1, RecordStatus::Succeeded)], &[])
+        w.commit(&[rec(record(1, RecordStatus::Failed))]).unwrap();
+        w.commit(&[rec(record(1, RecordStatus::Succeeded))])
             .unwrap();
-        w.commit(&[record(1, RecordStatus::Failed)], &[]).unwrap();
+        w.commit(&[rec(record(1, RecordStatus::Failed))]).unwrap();
         let conn = store.connection().unwrap();
         let (status, version): (String, i64) = conn
             .query_row("SELECT status, version FROM tasks", [], |r| {
@@ -645,7 +702,12 @@ mod tests {
             first_failed_at: u64::from(i),
             last_failed_at: u64::from(i),
         };
-        w.commit(&[], &[dl(1), dl(2)]).unwrap();
+        let with_letter = |i| Pending {
+            record: record(i, RecordStatus::Failed),
+            dead: Some(dl(i)),
+            ack: None,
+        };
+        w.commit(&[with_letter(1), with_letter(2)]).unwrap();
         let all = store.dead_letters(None).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0], dl(1));
@@ -662,7 +724,7 @@ mod tests {
                 .unwrap(),
             1
         );
-        w.commit(&[record(2, RecordStatus::Succeeded)], &[])
+        w.commit(&[rec(record(2, RecordStatus::Succeeded))])
             .unwrap();
         assert_eq!(store.clear_recovered_dead_letters().unwrap(), 1);
         assert!(store.dead_letters(None).unwrap().is_empty());

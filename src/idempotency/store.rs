@@ -103,6 +103,20 @@ pub struct DeadLetter {
     pub last_failed_at: u64,
 }
 
+/// One item of a batch for the writer: a task's record and, for a task that
+/// failed for good, its dead letter.
+#[derive(Clone, Debug)]
+pub struct Pending {
+    /// The task's record (succeeded, or failed).
+    pub record: TaskRecord,
+    /// The dead letter, for a task that failed for good.
+    pub dead: Option<DeadLetter>,
+    /// Set in group-commit mode: the task completes after the commit, with this
+    /// submit timestamp (raw clock ticks).
+    #[doc(hidden)]
+    pub ack: Option<u64>,
+}
+
 /// What the history says about a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
@@ -154,11 +168,12 @@ pub trait StoreReader: Send {
 
 /// Commits batches of records.
 pub trait StoreWriter: Send {
-    /// Commits `records` and `dead` in one transaction. A success is never
-    /// overwritten; a failure may be overwritten by a later success.
+    /// Commits the records and dead letters of `batch` in one transaction. A
+    /// success is never overwritten; a failure may be overwritten by a later
+    /// success.
     ///
     /// # Errors
     ///
     /// [`StoreError`]: nothing of the batch is committed.
-    fn commit(&mut self, records: &[TaskRecord], dead: &[DeadLetter]) -> Result<(), StoreError>;
+    fn commit(&mut self, batch: &[Pending]) -> Result<(), StoreError>;
 }

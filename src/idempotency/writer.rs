@@ -1,8 +1,8 @@
 //! The write-behind batcher: one thread owns the write connection, takes
 //! records from the [`Handoff`] in batches (by size or by time, whichever comes
-//! first), commits each batch in one transaction, then marks the keys committed
-//! in the hot cache, adds them to the Bloom filter and evicts the oldest
-//! committed keys beyond the cache's capacity.
+//! first), commits each batch in one transaction, then evicts the oldest
+//! committed keys beyond the hot cache's capacity (adding each to the Bloom
+//! filter first).
 //!
 //! If a commit fails (disk full, database locked past the busy timeout,
 //! read-only file), the writer stops committing: the caller is told (the engine
@@ -25,16 +25,7 @@ use super::claim::ClaimTable;
 use super::handoff::Handoff;
 use super::store::{DeadLetter, RecordStatus, StoreError, StoreWriter, TaskRecord};
 
-/// One item for the writer.
-pub(crate) struct Pending {
-    /// The task's record (succeeded, or failed with its dead letter).
-    pub(crate) record: TaskRecord,
-    /// The dead letter, for a task that failed for good.
-    pub(crate) dead: Option<DeadLetter>,
-    /// Set in group-commit mode: the task completes after the commit, with this
-    /// submit timestamp (raw clock ticks).
-    pub(crate) ack: Option<u64>,
-}
+pub use super::store::Pending;
 
 /// What the writer did, for the report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -92,8 +83,6 @@ pub(crate) fn run(
     let mut commit_ns = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
         .expect("static histogram bounds are valid");
     let mut batch: Vec<Pending> = Vec::new();
-    let mut records: Vec<TaskRecord> = Vec::new();
-    let mut dead: Vec<DeadLetter> = Vec::new();
     let mut committed_keys: VecDeque<CompactString> = VecDeque::new();
     let mut stopped: Option<StoreError> = None;
     while handoff.recv_batch(settings.linger, &mut batch) {
@@ -104,37 +93,33 @@ pub(crate) fn run(
             batch.clear();
             continue;
         }
-        records.clear();
-        dead.clear();
-        for p in &batch {
-            records.push(p.record.clone());
-            if let Some(d) = &p.dead {
-                dead.push(d.clone());
-            }
-        }
         let start = Instant::now();
-        let result = writer.commit(&records, &dead);
+        let result = writer.commit(&batch);
         commit_ns.saturating_record(start.elapsed().as_nanos() as u64);
         match &result {
             Ok(()) => {
                 report.batches += 1;
-                report.records += records.len() as u64;
-                report.dead_letters += dead.len() as u64;
+                report.records += batch.len() as u64;
+                report.dead_letters += batch.iter().filter(|p| p.dead.is_some()).count() as u64;
                 report.max_batch = report.max_batch.max(batch.len() as u64);
-                for p in &batch {
-                    if p.record.status == RecordStatus::Succeeded {
-                        let key = &p.record.task.idempotency_key;
-                        bloom.insert(key);
-                        table.mark_committed(key);
-                        committed_keys.push_back(key.clone());
-                    }
-                }
-                while table.len() > settings.cache_capacity {
+                committed_keys.extend(
+                    batch
+                        .iter()
+                        .filter(|p| p.record.status == RecordStatus::Succeeded)
+                        .map(|p| p.record.task.idempotency_key.clone()),
+                );
+                // Evict the oldest committed keys beyond the capacity; each goes
+                // into the Bloom filter first, so a claim that misses the cache
+                // after the eviction finds it there (and then in the store).
+                let mut excess = table.len().saturating_sub(settings.cache_capacity);
+                while excess > 0 {
                     let Some(key) = committed_keys.pop_front() else {
                         break;
                     };
-                    if table.evict(&key) {
+                    bloom.insert(&key);
+                    if table.evict_committed(&key) {
                         report.evictions += 1;
+                        excess -= 1;
                     }
                 }
             }

@@ -1,0 +1,91 @@
+//! Arbitrary bytes through the streaming task reader, in every format and with
+//! default and tight limits. It must never panic, must yield records, then at
+//! most one error, then `None` for good, and must give the same items whether it
+//! reads the bytes in one piece or one byte per `read`.
+#![no_main]
+
+use std::io::{self, BufReader, Read};
+
+use libfuzzer_sys::fuzz_target;
+use taskq::input::{InputError, InputFormat, ReaderOptions, Record, TaskReader};
+
+/// Known chunk-dependence bugs (ignored tests in tests/parser_props.rs); the
+/// one-piece/one-byte comparison is skipped for inputs that hit them, so the
+/// fuzzer reports new problems only. Set TASKQ_FUZZ_KNOWN_BUGS=1 to compare
+/// anyway.
+fn skip_chunk_comparison(data: &[u8], options: &ReaderOptions) -> bool {
+    if std::env::var_os("TASKQ_FUZZ_KNOWN_BUGS").is_some() {
+        return false;
+    }
+    // skip_bom: a short first read starting with 0xEF
+    // (a_short_first_read_is_not_taken_for_a_broken_bom).
+    let bom_bug = data.first() == Some(&0xEF) && !data.starts_with(b"\xEF\xBB\xBF");
+    // copy_nested: size and depth limits both tight
+    // (size_and_depth_limits_give_one_answer_whatever_the_chunking).
+    let limits_bug = options.max_record_bytes < 1 << 20 && options.max_depth < 64;
+    bom_bug || limits_bug
+}
+
+/// One item as text, without the parse time.
+fn describe(item: &Result<Record, InputError>) -> String {
+    match item {
+        Ok(Record::Task { line, index, task }) => format!(
+            "{line} #{index} ok {:?} {:?} {} {:?}",
+            task.id, task.image_key, task.size, task.idempotency_key
+        ),
+        Ok(Record::Invalid { line, index, error }) => format!("{line} #{index} invalid: {error}"),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// Reads everything, checking the contract on the way.
+fn read_all<R: io::BufRead>(reader: R, len: usize, options: ReaderOptions) -> Vec<String> {
+    let mut reader = TaskReader::new(reader, "fuzz", options);
+    let mut items = Vec::new();
+    while let Some(item) = reader.next() {
+        let failed = item.is_err();
+        items.push(describe(&item));
+        if failed {
+            break;
+        }
+        // Every record consumes at least one byte.
+        assert!(items.len() <= len, "more records than bytes");
+    }
+    for _ in 0..2 {
+        assert!(reader.next().is_none(), "an item after the end or an error");
+    }
+    items
+}
+
+/// A `Read` that hands out one byte per call.
+struct OneByte<'a>(&'a [u8]);
+
+impl Read for OneByte<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match (self.0.split_first(), out.first_mut()) {
+            (Some((&b, rest)), Some(slot)) => {
+                *slot = b;
+                self.0 = rest;
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    for format in [InputFormat::Auto, InputFormat::Json, InputFormat::Ndjson] {
+        for (max_record_bytes, max_depth) in [(1 << 20, 64), (64, 64), (1 << 20, 3), (16, 2)] {
+            let options = ReaderOptions {
+                format,
+                max_record_bytes,
+                max_depth,
+            };
+            let whole = read_all(data, data.len(), options);
+            if !skip_chunk_comparison(data, &options) {
+                let one_byte = read_all(BufReader::new(OneByte(data)), data.len(), options);
+                assert_eq!(whole, one_byte, "chunking changed the result");
+            }
+        }
+    }
+});
