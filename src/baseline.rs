@@ -17,7 +17,8 @@
 //!
 //! # How the Python threads waited, and what the port does
 //!
-//! A seed worker is a loop: take the lock; if the list is non-empty, pop the
+//! (The Python source is not in this repository; the port follows the
+//! description of it in the benchmark issue.) A seed worker is a loop: take the lock; if the list is non-empty, pop the
 //! first task and process it (lock held), release, loop again at once; if it is
 //! empty, release the lock and `time.sleep(…)` before looking again; leave once
 //! the producers are done and the list is empty. The port does exactly that,
@@ -81,6 +82,8 @@ fn run_one(processor: &dyn Processor, task: &Task) -> Result<Output, ProcessErro
     .unwrap_or_else(|_| Err(ProcessError::permanent("panic", "the processor panicked")))
 }
 
+/// Locks with `std`'s mutex even under the `loom` feature (these designs are
+/// measured, not model-checked), treating poisoning as recoverable.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -124,7 +124,7 @@ pub fn to_csv(file: &BenchFile) -> String {
             let _ = writeln!(
                 s,
                 "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                sc.name,
+                csv_field(&sc.name),
                 sc.workload.name(),
                 e.engine.name(),
                 sc.tasks,
@@ -156,6 +156,15 @@ pub fn to_csv(file: &BenchFile) -> String {
         }
     }
     s
+}
+
+/// `v` as one CSV field: quoted when it holds a comma, quote or line break.
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
 }
 
 /// Where a run's files go: `explicit` (the `--report` path) or
@@ -215,6 +224,13 @@ mod tests {
             sibling(&p, "latency", "svg"),
             Path::new("results/bench-sleep-2026-01-02-latency.svg")
         );
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("seed"), "seed");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
     }
 
     #[test]

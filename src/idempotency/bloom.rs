@@ -16,26 +16,36 @@
 
 use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Hash probes per key (optimal for ~10 bits per key).
-const PROBES: u64 = 7;
+/// Bits set per key, all within one 512-bit block (one cache line).
+const PROBES: u32 = 8;
 
-/// A fixed-size concurrent Bloom filter.
+/// 64-bit words per block: 8 words = 512 bits = one cache line.
+const BLOCK_WORDS: usize = 8;
+
+/// A fixed-size concurrent Bloom filter, blocked: a key's bits all live in one
+/// cache line, so a lookup costs one cache miss instead of one per probe (the
+/// filter is megabytes, far larger than L2). The false-positive rate is a
+/// little higher than an unblocked filter of the same size (~1% at 10 bits per
+/// key becomes ~1.5%), which costs an occasional store lookup, never a wrong
+/// answer.
 pub(crate) struct Bloom {
     words: Box<[AtomicU64]>,
-    mask: u64,
+    /// Blocks − 1 (a power of two minus one).
+    block_mask: u64,
     hasher: ahash::RandomState,
 }
 
 impl Bloom {
-    /// A filter sized for `expected` keys at about 1% false positives (10 bits
-    /// per key, rounded up to a power of two; at least 2^16 bits, at most 2^31).
+    /// A filter sized for `expected` keys at 10 bits per key, rounded up to a
+    /// power of two; at least 2^16 bits, at most 2^31.
     pub(crate) fn with_capacity(expected: u64) -> Self {
         let bits = (expected.saturating_mul(10))
             .clamp(1 << 16, 1 << 31)
             .next_power_of_two();
+        let blocks = bits / (64 * BLOCK_WORDS as u64);
         Bloom {
             words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
-            mask: bits - 1,
+            block_mask: blocks - 1,
             hasher: ahash::RandomState::new(),
         }
     }
@@ -45,25 +55,34 @@ impl Bloom {
         self.words.len() * 8
     }
 
+    /// The block's first word and the key's bit positions in it (0..512): the
+    /// low bits of the hash pick the block, 9-bit slices of the rest the bits.
     #[inline]
-    fn probes(&self, key: &str) -> impl Iterator<Item = u64> + '_ {
+    fn probes(&self, key: &str) -> (usize, impl Iterator<Item = usize>) {
         let h = self.hasher.hash_one(key);
-        let (h1, h2) = (h, h.rotate_left(32) | 1);
-        (0..PROBES).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & self.mask)
+        let block = (h & self.block_mask) as usize * BLOCK_WORDS;
+        let mut rest = h.rotate_left(32) ^ (h >> 17).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let bits = (0..PROBES).map(move |_| {
+            let bit = (rest & 511) as usize;
+            rest = rest.rotate_right(9);
+            bit
+        });
+        (block, bits)
     }
 
     /// Adds `key`.
     pub(crate) fn insert(&self, key: &str) {
-        for bit in self.probes(key) {
-            self.words[(bit / 64) as usize].fetch_or(1 << (bit % 64), Relaxed);
+        let (block, bits) = self.probes(key);
+        for bit in bits {
+            self.words[block + bit / 64].fetch_or(1 << (bit % 64), Relaxed);
         }
     }
 
     /// False if `key` was certainly never added.
     #[inline]
     pub(crate) fn may_contain(&self, key: &str) -> bool {
-        self.probes(key)
-            .all(|bit| self.words[(bit / 64) as usize].load(Relaxed) & (1 << (bit % 64)) != 0)
+        let (block, mut bits) = self.probes(key);
+        bits.all(|bit| self.words[block + bit / 64].load(Relaxed) & (1 << (bit % 64)) != 0)
     }
 }
 
@@ -83,7 +102,7 @@ mod tests {
         let fp = (100_000..200_000)
             .filter(|i| b.may_contain(&format!("img/{i:06}.jpg:200x200")))
             .count();
-        assert!(fp < 2_000, "false positive rate {}%", fp as f64 / 1000.0);
+        assert!(fp < 3_000, "false positive rate {}%", fp as f64 / 1000.0);
         assert!(b.bytes() <= 256 * 1024);
     }
 }

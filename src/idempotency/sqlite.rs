@@ -146,6 +146,9 @@ impl SqliteStore {
         .map_err(sql_err(&path, "cannot open database"))?;
         conn.busy_timeout(options.busy_timeout)
             .map_err(sql_err(&path, "cannot set busy timeout"))?;
+        // Before the first table exists (a no-op on an existing file).
+        conn.pragma_update(None, "page_size", 16384)
+            .map_err(sql_err(&path, "cannot set page_size"))?;
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .map_err(sql_err(&path, "cannot switch to WAL"))?;
@@ -374,10 +377,15 @@ impl Store for SqliteStore {
         };
         conn.pragma_update(None, "synchronous", sync)
             .map_err(sql_err(&self.path, "cannot set synchronous"))?;
+        // Checkpoints run on their own thread (below), not inside a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(sql_err(&self.path, "cannot set wal_autocheckpoint"))?;
+        let checkpointer = Checkpointer::start(self.connect(1024)?);
         Ok(Box::new(SqliteWriter {
             conn,
             path: self.path.clone(),
             insert_full: insert_tasks_sql(ROWS_PER_INSERT),
+            checkpointer: Some(checkpointer),
         }))
     }
 
@@ -436,6 +444,59 @@ struct SqliteWriter {
     path: PathBuf,
     /// The SQL of a full multi-row insert, built once.
     insert_full: String,
+    checkpointer: Option<Checkpointer>,
+}
+
+impl Drop for SqliteWriter {
+    fn drop(&mut self) {
+        if let Some(c) = self.checkpointer.take() {
+            c.stop();
+        }
+        // Leave a tidy file: the WAL copied into the database and truncated.
+        // Best effort: a reader still open elsewhere only delays it to the next run.
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+}
+
+/// Copies the WAL into the database every 50 ms on its own connection and
+/// thread (`PASSIVE`: it never waits for the writer), so that no commit pays
+/// for a checkpoint. SQLite restarts the WAL from its start once a checkpoint
+/// has caught up, so the file stays bounded.
+struct Checkpointer {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(conn: Connection) -> Self {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("taskq-checkpoint".into())
+            .spawn(move || {
+                let (lock, cv) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                while !*stopped {
+                    let (guard, _) = cv
+                        .wait_timeout(stopped, Duration::from_millis(50))
+                        .unwrap_or_else(|p| p.into_inner());
+                    stopped = guard;
+                    if !*stopped {
+                        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    }
+                }
+            })
+            .expect("the checkpoint thread starts");
+        Checkpointer { stop, handle }
+    }
+
+    fn stop(self) {
+        *self.stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.stop.1.notify_all();
+        let _ = self.handle.join();
+    }
 }
 
 /// Rows per multi-row `INSERT` (9 parameters each, far below SQLite's limit).
