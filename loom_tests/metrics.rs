@@ -49,18 +49,32 @@ fn metrics_model(capacity: usize, tasks: usize) {
         let per_worker: u64 = report.workers.iter().map(|w| w.tasks).sum();
         let attempts: u64 = report.workers.iter().map(|w| w.attempts).sum();
         assert_eq!(report.workers.len(), 2);
-        assert_eq!(per_worker, c.completed(), "sum of workers[].tasks = completed");
+        assert_eq!(
+            per_worker,
+            c.completed(),
+            "sum of workers[].tasks = completed"
+        );
         assert_eq!(c.completed(), n);
         assert_eq!((c.succeeded, c.failed), (n - 1, 1));
-        assert_eq!(report.latency_ms.count, c.completed(), "one latency sample per task");
+        assert_eq!(
+            report.latency_ms.count,
+            c.completed(),
+            "one latency sample per task"
+        );
         assert_eq!(attempts, c.attempts, "sum of workers[].attempts = attempts");
-        assert_eq!(report.service_ms.count, c.attempts, "one service sample per attempt");
+        assert_eq!(
+            report.service_ms.count, c.attempts,
+            "one service sample per attempt"
+        );
         assert_eq!(processor.0.lock().unwrap().len(), tasks);
         if report.workers.iter().all(|w| w.tasks > 0) {
             split.store(true, Relaxed);
         }
     });
-    assert!(split_seen.load(Relaxed), "no explored execution used both workers");
+    assert!(
+        split_seen.load(Relaxed),
+        "no explored execution used both workers"
+    );
 }
 
 /// Promise 7: merged counts equal the sum of per-worker counts.

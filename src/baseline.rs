@@ -47,10 +47,13 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use rusqlite::{params, Connection};
 
 use crate::processor::{Attempt, Output, ProcessError, Processor};
 use crate::task::Task;
@@ -73,6 +76,148 @@ pub trait Observer: Send + 'static {
     /// `job` completed at raw clock reading `finished_at` with `result` (a
     /// caught panic arrives as a permanent `panic` error).
     fn completed(&mut self, job: Job, finished_at: u64, result: Result<Output, ProcessError>);
+
+    /// `job` completed at raw clock reading `finished_at` without being
+    /// processed: its `INSERT OR IGNORE` changed no row, so its key was already
+    /// claimed (only with a [`SeedDb`]). The default reports it to
+    /// [`completed`](Self::completed) as a success with no output, which is all
+    /// the Python worker knew of it.
+    fn duplicate(&mut self, job: Job, finished_at: u64) {
+        self.completed(job, finished_at, Ok(Output::default()));
+    }
+}
+
+/// The seed's idempotency table: a rowid table keyed by a `TEXT PRIMARY KEY`
+/// (an automatic unique index beside the table).
+pub const SEED_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tasks (
+    idempotency_key TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    image_key TEXT NOT NULL,
+    size TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+)";
+
+/// The seed's per-task claim: one autocommit `INSERT OR IGNORE` per task.
+const SEED_INSERT: &str =
+    "INSERT OR IGNORE INTO tasks (idempotency_key, id, image_key, size, created_at)
+    VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// The SQLite file the Python designs deduplicated through (see the module
+/// docs): rollback journal, `synchronous=FULL`, [`SEED_SCHEMA`].
+///
+/// # Examples
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("seeddb-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// use taskq::baseline::SeedDb;
+/// use taskq::Task;
+///
+/// let db = SeedDb::create(dir.join("seed.db")).unwrap();
+/// let conn = db.connect().unwrap();
+/// let task = Task::new("img/a.jpg", "200x200".parse().unwrap()).unwrap();
+/// assert!(SeedDb::insert_or_ignore(&conn, &task).unwrap(), "a new key changes a row");
+/// assert!(!SeedDb::insert_or_ignore(&conn, &task).unwrap(), "a repeat does not");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct SeedDb {
+    path: PathBuf,
+}
+
+impl SeedDb {
+    /// Python's `sqlite3.connect` timeout: how long a statement waits for
+    /// another connection's lock.
+    pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Creates (or opens) the database at `path` with [`SEED_SCHEMA`], in
+    /// rollback-journal mode.
+    ///
+    /// # Errors
+    ///
+    /// SQLite's error when the file cannot be created or written.
+    pub fn create(path: impl Into<PathBuf>) -> rusqlite::Result<Self> {
+        let db = SeedDb { path: path.into() };
+        let conn = db.connect()?;
+        conn.execute_batch(SEED_SCHEMA)?;
+        Ok(db)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A worker's connection: busy timeout 5 s, `journal_mode=DELETE`,
+    /// `synchronous=FULL` (SQLite's defaults, set explicitly so that a build
+    /// with other compile-time defaults still runs the seed's settings).
+    ///
+    /// # Errors
+    ///
+    /// SQLite's error when the file cannot be opened.
+    pub fn connect(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(Self::BUSY_TIMEOUT)?;
+        let _: String = conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(conn)
+    }
+
+    /// Claims `task`'s key: one autocommit `INSERT OR IGNORE`. True when it
+    /// changed a row (the key was new: process the task).
+    ///
+    /// # Errors
+    ///
+    /// SQLite's error (for example `database is locked` after the busy timeout).
+    pub fn insert_or_ignore(conn: &Connection, task: &Task) -> rusqlite::Result<bool> {
+        let mut insert = conn.prepare_cached(SEED_INSERT)?;
+        let changed = insert.execute(params![
+            task.idempotency_key.as_str(),
+            task.id.as_str(),
+            task.image_key.as_str(),
+            task.size.to_string(),
+            task.created_at as i64,
+        ])?;
+        Ok(changed == 1)
+    }
+}
+
+/// What a worker does with one task: claim its key in the [`SeedDb`] (when
+/// there is one), process it if the claim changed a row, report it.
+fn handle<O: Observer>(
+    processor: &dyn Processor,
+    clock: &quanta::Clock,
+    conn: Option<&Connection>,
+    job: Job,
+    obs: &mut O,
+) {
+    if let Some(conn) = conn {
+        match SeedDb::insert_or_ignore(conn, &job.task) {
+            Ok(true) => {}
+            Ok(false) => return obs.duplicate(job, clock.raw()),
+            Err(e) => {
+                let e = ProcessError::transient("store", format!("INSERT OR IGNORE failed: {e}"));
+                return obs.completed(job, clock.raw(), Err(e));
+            }
+        }
+    }
+    let result = run_one(processor, &job.task);
+    obs.completed(job, clock.raw(), result);
+}
+
+/// One [`SeedDb`] connection per worker, opened on the spawning thread so an
+/// error is returned by `start`.
+fn connect_all(db: Option<&SeedDb>, workers: usize) -> std::io::Result<Vec<Option<Connection>>> {
+    (0..workers)
+        .map(|_| {
+            db.map(|db| {
+                db.connect().map_err(|e| {
+                    std::io::Error::other(format!("cannot open {}: {e}", db.path.display()))
+                })
+            })
+            .transpose()
+        })
+        .collect()
 }
 
 fn run_one(processor: &dyn Processor, task: &Task) -> Result<Output, ProcessError> {
@@ -145,6 +290,7 @@ struct BaselineShared {
 pub struct Baseline<O: Observer> {
     shared: Arc<BaselineShared>,
     config: BaselineConfig,
+    db: Option<SeedDb>,
     workers: Vec<JoinHandle<O>>,
 }
 
@@ -177,8 +323,17 @@ impl<O: Observer> Baseline<O> {
                 clock,
             }),
             config,
+            db: None,
             workers: Vec::new(),
         }
+    }
+
+    /// Deduplicates through `db`: each worker claims a task's key with one
+    /// autocommit `INSERT OR IGNORE` (under the global lock, as the seed did)
+    /// and processes it only when a row changed. Call before [`start`](Self::start).
+    pub fn with_seed_db(mut self, db: SeedDb) -> Self {
+        self.db = Some(db);
+        self
     }
 
     /// A producer handle.
@@ -192,15 +347,17 @@ impl<O: Observer> Baseline<O> {
     ///
     /// # Errors
     ///
-    /// The OS error when a thread cannot be spawned.
+    /// The OS error when a thread cannot be spawned, or when a worker's
+    /// [`SeedDb`] connection cannot be opened.
     pub fn start(&mut self, mut observer: impl FnMut(usize) -> O) -> std::io::Result<()> {
-        for i in 0..self.config.workers {
+        let conns = connect_all(self.db.as_ref(), self.config.workers)?;
+        for (i, conn) in conns.into_iter().enumerate() {
             let shared = self.shared.clone();
             let poll = self.config.idle_poll;
             let obs = observer(i);
             let handle = std::thread::Builder::new()
                 .name(format!("baseline-{i}"))
-                .spawn(move || baseline_worker(&shared, poll, obs))?;
+                .spawn(move || baseline_worker(&shared, poll, conn, obs))?;
             self.workers.push(handle);
         }
         Ok(())
@@ -226,15 +383,26 @@ impl<O: Observer> Baseline<O> {
     }
 }
 
-fn baseline_worker<O: Observer>(shared: &BaselineShared, poll: Duration, mut obs: O) -> O {
+fn baseline_worker<O: Observer>(
+    shared: &BaselineShared,
+    poll: Duration,
+    conn: Option<Connection>,
+    mut obs: O,
+) -> O {
     loop {
         // Acquire: pairs with `finish`'s store, which follows every append.
         let done = shared.done.load(Ordering::Acquire);
         let mut queue = lock(&shared.queue);
         if !queue.is_empty() {
             let job = queue.remove(0);
-            let result = run_one(&*shared.processor, &job.task);
-            obs.completed(*job, shared.clock.raw(), result);
+            // Claim, process and report, all under the lock.
+            handle(
+                &*shared.processor,
+                &shared.clock,
+                conn.as_ref(),
+                *job,
+                &mut obs,
+            );
             drop(queue);
             continue;
         }
@@ -327,6 +495,7 @@ struct ClassicShared {
 pub struct Classic<O: Observer> {
     shared: Arc<ClassicShared>,
     config: ClassicConfig,
+    db: Option<SeedDb>,
     workers: Vec<JoinHandle<O>>,
 }
 
@@ -364,8 +533,18 @@ impl<O: Observer> Classic<O> {
                 clock,
             }),
             config,
+            db: None,
             workers: Vec::new(),
         }
+    }
+
+    /// Deduplicates through `db`: each pool worker claims a task's key with one
+    /// autocommit `INSERT OR IGNORE` on its own connection (outside the queue's
+    /// lock) and processes it only when a row changed. Call before
+    /// [`start`](Self::start).
+    pub fn with_seed_db(mut self, db: SeedDb) -> Self {
+        self.db = Some(db);
+        self
     }
 
     /// A producer handle.
@@ -379,14 +558,16 @@ impl<O: Observer> Classic<O> {
     ///
     /// # Errors
     ///
-    /// The OS error when a thread cannot be spawned.
+    /// The OS error when a thread cannot be spawned, or when a worker's
+    /// [`SeedDb`] connection cannot be opened.
     pub fn start(&mut self, mut observer: impl FnMut(usize) -> O) -> std::io::Result<()> {
-        for i in 0..self.config.workers {
+        let conns = connect_all(self.db.as_ref(), self.config.workers)?;
+        for (i, conn) in conns.into_iter().enumerate() {
             let shared = self.shared.clone();
             let obs = observer(i);
             let handle = std::thread::Builder::new()
                 .name(format!("classic-{i}"))
-                .spawn(move || classic_worker(&shared, obs))?;
+                .spawn(move || classic_worker(&shared, conn, obs))?;
             self.workers.push(handle);
         }
         Ok(())
@@ -411,10 +592,15 @@ impl<O: Observer> Classic<O> {
     }
 }
 
-fn classic_worker<O: Observer>(shared: &ClassicShared, mut obs: O) -> O {
+fn classic_worker<O: Observer>(shared: &ClassicShared, conn: Option<Connection>, mut obs: O) -> O {
     while let Item::Job(job) = shared.queue.get() {
-        let result = run_one(&*shared.processor, &job.task);
-        obs.completed(job, shared.clock.raw(), result);
+        handle(
+            &*shared.processor,
+            &shared.clock,
+            conn.as_ref(),
+            job,
+            &mut obs,
+        );
     }
     obs
 }

@@ -6,8 +6,9 @@
 //! 1. [`workload`] builds the tasks in memory (the project's generator, so the
 //!    keys are `img/NNNNNN.jpg`) and the processor: `noop` ([`Noop`](crate::Noop)),
 //!    `cpu` ([`CpuHash::for_micros(2.0)`](crate::CpuHash::for_micros)) or `sleep`
-//!    ([`Simulated`](crate::Simulated) with `--latency-ms`). `dedup` is reserved
-//!    for the idempotency store and refused until it lands.
+//!    ([`Simulated`](crate::Simulated) with `--latency-ms`). `dedup` runs
+//!    `noop` tasks, `--duplicates` of them repeating an earlier key, through
+//!    each engine's idempotency ([`dedup`]).
 //! 2. For each repeat, every engine runs once, in turn (taskq, baseline,
 //!    classic), so machine noise spreads over all engines alike. `cpu` also
 //!    times all tasks on one thread in each repeat; the fastest of those
@@ -19,6 +20,11 @@
 //!    have exited. taskq producers use one [`Submitter`](crate::Submitter) each
 //!    (`submit_iter`); baseline and classic producers append one task at a time,
 //!    as the Python code did.
+//!    Under `dedup`, each run gets a fresh SQLite file in a new temporary
+//!    directory (under `$TMPDIR`), so every repeat starts from an empty
+//!    history, and after the run the harness checks the file holds exactly
+//!    one row per unique key (and that every unique key was processed once and
+//!    every repeat detected): a run that fails the check fails the benchmark.
 //! 4. [`suite`] aggregates the repeats (median, min and max) into an
 //!    [`EngineSummary`] per engine, [`report`] prints the table and writes JSON,
 //!    CSV and SVG plots ([`plot`]) under `results/`, and [`compare`] checks a
@@ -27,7 +33,11 @@
 //! # What is measured, and how alike
 //!
 //! - *Makespan*: barrier release → last completion (workers joined).
-//!   *Throughput* = tasks ÷ makespan.
+//!   *Throughput* = tasks ÷ makespan. Under `dedup` every submitted key
+//!   counts (processed or detected as a duplicate), and the makespan ends when
+//!   the last record is durably committed: taskq's `shutdown` returns only
+//!   after its writer committed everything, and the Python designs commit
+//!   each key before processing it.
 //! - *Latency*: submit → completion, one sample per task. taskq measures it
 //!   itself (its HDR histograms); for baseline and classic the producer stores
 //!   a raw clock reading beside the task and the worker's observer takes one
@@ -50,6 +60,7 @@
 
 pub mod cli;
 pub mod compare;
+pub mod dedup;
 pub mod driver;
 pub mod plot;
 pub mod report;
@@ -59,6 +70,7 @@ pub mod workload;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Percentiles;
+pub use dedup::DedupDurability;
 pub use workload::Workload;
 
 /// Why a benchmark could not run.
@@ -72,9 +84,23 @@ pub enum BenchError {
         /// What is wrong.
         message: String,
     },
-    /// The `dedup` workload needs the idempotency store, which has not landed.
-    #[error("dedup needs the idempotency store (not available in this build yet); use --workload noop, cpu or sleep")]
-    DedupUnavailable,
+    /// A `dedup` run's database does not hold what it must: the run did not
+    /// deduplicate correctly, and its numbers mean nothing.
+    #[error("dedup check failed for {engine}: {message}")]
+    Verify {
+        /// The engine whose run failed the check.
+        engine: &'static str,
+        /// What was wrong (and where the database was kept).
+        message: String,
+    },
+    /// A `dedup` database could not be created or read.
+    #[error("{context}: {cause}")]
+    Db {
+        /// What was being done (names the file).
+        context: String,
+        /// SQLite's error.
+        cause: rusqlite::Error,
+    },
     /// An engine or processor could not start.
     #[error(transparent)]
     Engine(#[from] crate::Error),
@@ -188,6 +214,9 @@ pub struct Scenario {
     /// How taskq's producers submit.
     #[serde(default)]
     pub taskq_submit: driver::SubmitStyle,
+    /// `dedup` only: how taskq makes its records durable.
+    #[serde(default)]
+    pub durability: DedupDurability,
 }
 
 impl Scenario {
@@ -207,6 +236,7 @@ impl Scenario {
             repeat: 5,
             engines: EngineKind::ALL.to_vec(),
             taskq_submit: driver::SubmitStyle::Batch,
+            durability: DedupDurability::Batch,
         }
     }
 
@@ -214,8 +244,7 @@ impl Scenario {
     ///
     /// # Errors
     ///
-    /// [`BenchError::Config`] naming the first bad setting, or
-    /// [`BenchError::DedupUnavailable`].
+    /// [`BenchError::Config`] naming the first bad setting.
     pub fn validate(&self) -> Result<(), BenchError> {
         let range = |name: &'static str, v: usize, lo: usize, hi: usize| {
             if (lo..=hi).contains(&v) {
@@ -247,7 +276,7 @@ impl Scenario {
         if self.engines.is_empty() {
             return Err(BenchError::config("engine", "name at least one engine"));
         }
-        self.workload.check_available()
+        Ok(())
     }
 
     /// The capacity the engines run with: raised to the task count under
@@ -284,6 +313,9 @@ impl Scenario {
         if self.duplicates > 0.0 {
             s.push_str(&format!(", {:.0}% duplicates", self.duplicates * 100.0));
         }
+        if self.workload == Workload::Dedup {
+            s.push_str(&format!(", taskq durability {}", self.durability.name()));
+        }
         if self.queue_first {
             s.push_str(", queued first");
         }
@@ -316,6 +348,14 @@ pub struct Sample {
     pub depth_mean: f64,
     /// `--queue-first` only: time to queue the batch, seconds.
     pub enqueue_s: Option<f64>,
+    /// Completed as duplicates of a key already claimed (`dedup`; included
+    /// in `completed`, not in `succeeded` or `failed`).
+    #[serde(default)]
+    pub duplicates: u64,
+    /// `dedup` only: rows found in the database after the run, checked to be
+    /// exactly one per unique key.
+    #[serde(default)]
+    pub db_rows: Option<u64>,
 }
 
 impl Sample {
@@ -406,6 +446,9 @@ pub struct EngineSummary {
     pub parallel_efficiency: Option<Stat>,
     /// `--queue-first` only: seconds to queue the batch.
     pub enqueue_s: Option<Stat>,
+    /// `dedup` only: tasks completed as duplicates, per run.
+    #[serde(default)]
+    pub duplicates: Option<Stat>,
     /// Every run, in order.
     pub samples: Vec<Sample>,
 }

@@ -32,9 +32,9 @@ pub enum Workload {
     Cpu,
     /// The seed's blocking I/O: a `--latency-ms` sleep per task.
     Sleep,
-    /// Tasks with `--duplicates` repeated keys through the idempotency store
-    /// (taskq) and per-task SQLite `INSERT OR IGNORE` (classic). Refused until
-    /// the idempotency store lands.
+    /// No-op tasks with `--duplicates` repeated keys, through each engine's
+    /// idempotency: taskq's claim table and SQLite store, the Python designs'
+    /// per-task SQLite `INSERT OR IGNORE` ([`SeedDb`](crate::baseline::SeedDb)).
     Dedup,
 }
 
@@ -49,40 +49,37 @@ impl Workload {
         }
     }
 
-    /// Whether this build can run the workload.
-    ///
-    /// # Errors
-    ///
-    /// [`BenchError::DedupUnavailable`] for `dedup`.
-    pub fn check_available(self) -> Result<(), BenchError> {
+    /// The share of duplicate keys a scenario of this workload has unless
+    /// told otherwise: 0.3 for `dedup`, none for the others.
+    pub fn default_duplicates(self) -> f64 {
         match self {
-            Workload::Dedup => Err(BenchError::DedupUnavailable),
-            Workload::Noop | Workload::Cpu | Workload::Sleep => Ok(()),
+            Workload::Dedup => 0.3,
+            Workload::Noop | Workload::Cpu | Workload::Sleep => 0.0,
         }
     }
 
     /// The processor every engine runs for this workload (one instance, shared:
-    /// `cpu` is calibrated once).
+    /// `cpu` is calibrated once). `dedup` runs [`Noop`]: what is measured is
+    /// the deduplication and its durable record.
     ///
     /// # Errors
     ///
-    /// [`BenchError::DedupUnavailable`], or a bad `sleep` latency.
+    /// A bad `sleep` latency.
     pub fn processor(self, scenario: &Scenario) -> Result<Arc<dyn Processor>, BenchError> {
-        self.check_available()?;
         Ok(match self {
-            Workload::Noop => Arc::new(Noop),
+            Workload::Noop | Workload::Dedup => Arc::new(Noop),
             Workload::Cpu => Arc::new(CpuHash::for_micros(2.0)),
             Workload::Sleep => Arc::new(Simulated::new(SimulatedConfig {
                 latency_ms: scenario.latency_ms,
                 ..SimulatedConfig::default()
             })?),
-            Workload::Dedup => unreachable!("refused by check_available"),
         })
     }
 }
 
 /// The scenario's tasks, built in memory by the project's generator (seed 42):
-/// `img/NNNNNN.jpg` keys, `duplicates` of them repeating an earlier key.
+/// `img/NNNNNN.jpg` keys, exactly `round(duplicates × tasks)` of them
+/// repeating an earlier key.
 pub fn build_tasks(scenario: &Scenario) -> Vec<Task> {
     generate_tasks(&GenerateOptions {
         count: scenario.tasks as u64,
@@ -137,8 +134,15 @@ mod tests {
     }
 
     #[test]
-    fn dedup_is_refused_by_name() {
-        let e = Workload::Dedup.check_available().unwrap_err().to_string();
-        assert!(e.contains("dedup needs the idempotency store"), "{e}");
+    fn dedup_tasks_repeat_the_asked_share_of_keys() {
+        let tasks = build_tasks(&Scenario {
+            workload: Workload::Dedup,
+            tasks: 1_000,
+            duplicates: 0.3,
+            ..Scenario::seed()
+        });
+        let unique: std::collections::HashSet<_> =
+            tasks.iter().map(|t| t.idempotency_key.clone()).collect();
+        assert_eq!(tasks.len() - unique.len(), 300);
     }
 }

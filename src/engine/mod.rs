@@ -208,6 +208,7 @@ impl Shared {
         if self.idem.is_some() {
             self.flush_writes(ctx);
         }
+        self.scheduler.reap_closed_lanes();
         if ctx.release.flush(&self.admission).is_some() {
             self.on_drained();
         }

@@ -4,8 +4,10 @@
 //! Each [`Submitter`](crate::Submitter) owns a *lane*: a `crossbeam-deque`
 //! FIFO it alone pushes to (a plain store, no compare-and-swap, no allocation
 //! per task), which workers steal from in batches. The global [`Injector`] takes
-//! what has no lane: tasks re-injected by the retry queue and tasks left in the
-//! lane of a submitter that was dropped.
+//! what has no lane: tasks re-injected by the retry queue.
+//!
+//! A dropped submitter's lane that still holds tasks stays in the list until
+//! workers have emptied it (idle workers reap emptied lanes).
 //!
 //! A worker takes work in this order: its own deque (FIFO); a batch (up to 32)
 //! from a producer lane, then from the injector, the rest landing in its deque;
@@ -34,12 +36,17 @@ pub struct Scheduler<T> {
     /// Bumped whenever `lanes` changes. Written under the `lanes` lock, read by
     /// workers to know when their cached copy is stale.
     lanes_version: CachePadded<AtomicUsize>,
+    /// Closed lanes waiting to be reaped. Written under the `lanes` lock, read
+    /// by idle workers to skip the lock when there is nothing to reap.
+    closed_pending: AtomicUsize,
     pub(crate) sleep: Sleep,
 }
 
 struct LaneList<T> {
     next_id: u64,
     list: Vec<(u64, Stealer<T>)>,
+    /// Closed lanes that still held items, kept until workers empty them.
+    retired: Vec<Lane<T>>,
 }
 
 /// A producer's own queue (see the module docs).
@@ -96,8 +103,10 @@ impl<T> Scheduler<T> {
                 lanes: Mutex::new(LaneList {
                     next_id: 0,
                     list: Vec::new(),
+                    retired: Vec::new(),
                 }),
                 lanes_version: CachePadded::new(AtomicUsize::new(0)),
+                closed_pending: AtomicUsize::new(0),
                 sleep: Sleep::new(),
             },
             locals,
@@ -115,22 +124,46 @@ impl<T> Scheduler<T> {
         Lane { id, deque }
     }
 
-    /// Closes a lane: what is left in it moves to the injector, then the lane
-    /// leaves the list. Nothing in it is lost.
+    /// Closes a lane. An empty lane leaves the list at once; a lane still
+    /// holding items stays visible to workers (its owner's end is kept here)
+    /// until they have emptied it, so nothing in it is lost or copied.
     pub fn close_lane(&self, lane: Lane<T>) {
-        let mut moved = false;
-        while let Some(item) = lane.deque.pop() {
-            self.injector.push(item);
-            moved = true;
+        let mut lanes = lock(&self.lanes);
+        if lane.deque.is_empty() {
+            Self::forget(&mut lanes.list, lane.id);
+            self.lanes_version.fetch_add(1, Release);
+        } else {
+            lanes.retired.push(lane);
+            self.closed_pending.fetch_add(1, Release);
         }
-        {
-            let mut lanes = lock(&self.lanes);
-            lanes.list.retain(|(id, _)| *id != lane.id);
+    }
+
+    /// Drops the closed lanes that workers have emptied.
+    pub fn reap_closed_lanes(&self) {
+        if self.closed_pending.load(Acquire) == 0 {
+            return;
+        }
+        let mut lanes = lock(&self.lanes);
+        let before = lanes.retired.len();
+        let LaneList { list, retired, .. } = &mut *lanes;
+        retired.retain(|l| !l.deque.is_empty() || !Self::forget(list, l.id));
+        let reaped = before - lanes.retired.len();
+        if reaped > 0 {
+            self.closed_pending.fetch_sub(reaped, Release);
             self.lanes_version.fetch_add(1, Release);
         }
-        if moved {
-            self.sleep.notify_one();
-        }
+    }
+
+    /// Removes lane `id` from `list`; always true (for use in `retain`).
+    fn forget(list: &mut Vec<(u64, Stealer<T>)>, id: u64) -> bool {
+        list.retain(|(lane, _)| *lane != id);
+        true
+    }
+
+    /// Closed lanes not yet emptied.
+    #[cfg(all(test, not(feature = "loom")))]
+    fn closed_lanes(&self) -> usize {
+        lock(&self.lanes).retired.len()
     }
 
     /// Publishes an item on a lane and wakes a parked worker if there is one.
@@ -283,11 +316,15 @@ mod tests {
         s.push_lane_all(&lane, 0..5);
         s.close_lane(lane);
         assert!(s.has_work());
+        assert_eq!(s.closed_lanes(), 1);
         let (mut rng, mut view) = (1, LaneView::new());
         let mut seen = vec![];
         while let Some((item, _)) = s.find(0, &locals[0], &mut rng, &mut view) {
             seen.push(item);
         }
         assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+        s.reap_closed_lanes();
+        assert_eq!(s.closed_lanes(), 0);
+        assert!(!s.has_work());
     }
 }
