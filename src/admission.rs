@@ -171,8 +171,8 @@ impl Admission {
     #[inline]
     pub fn try_acquire_many(&self, max: usize) -> Result<usize, AdmitError> {
         debug_assert!(max >= 1);
-        // SeqCst (`pair`): the load and the CAS pair with a releaser's `fetch_sub` and its
-        // read of `waiters` (store-load pair, see the module docs).
+        // SeqCst (`pair`): the load and the CAS pair with a releaser's `fetch_sub`
+        // and its read of `waiters` (store-load pair, see the module docs).
         let mut cur = self.state.load(self.pair(Acquire));
         loop {
             if cur & CLOSED != 0 {
@@ -184,7 +184,8 @@ impl Admission {
             let k = max.min(self.capacity - cur);
             #[cfg(feature = "loom")]
             if self.fault == Some(Fault::CheckThenAct) {
-                // The bug: the check above and this store are two steps.
+                // Loom only, `Fault::CheckThenAct`: the check above and this
+                // store are two steps, so two producers can take one slot.
                 self.state.store(cur + k, SeqCst);
                 return Ok(k);
             }
@@ -236,7 +237,7 @@ impl Admission {
                 done => break done,
             }
         };
-        self.waiters.fetch_sub(1, Relaxed);
+        self.waiters.fetch_sub(1, SeqCst);
         drop(guard);
         result
     }
@@ -252,7 +253,8 @@ impl Admission {
         if n == 0 {
             return None;
         }
-        // SeqCst (`pair`): pairs with a parking producer's `waiters` increment and re-check.
+        // SeqCst (`pair`): pairs with a parking producer's `waiters` increment and
+        // re-check.
         let prev = self.state.fetch_sub(n, self.pair(AcqRel));
         debug_assert!(prev & DEPTH >= n, "released more slots than were held");
         let depth = (prev & DEPTH) - n;
@@ -269,8 +271,8 @@ impl Admission {
     /// Stops admission. Blocked producers wake and get [`AdmitError::Closed`].
     /// Returns [`Drained`] if nothing was held at that moment.
     pub fn close(&self) -> Option<Drained> {
-        // The bug: whether the engine was empty is read before, not by, the
-        // `fetch_or` that closes it.
+        // Loom only, `Fault::SplitClose`: whether the engine was empty is read
+        // before, not by, the `fetch_or` that closes it.
         #[cfg(feature = "loom")]
         let split = (self.fault == Some(Fault::SplitClose)).then(|| self.depth() == 0);
         let prev = self.state.fetch_or(CLOSED, SeqCst);

@@ -182,8 +182,21 @@ impl SeedDb {
     }
 }
 
+/// Times a worker tries a claim that failed with `database is locked` (each
+/// try waits up to [`SeedDb::BUSY_TIMEOUT`]) before it gives the task up as
+/// failed: a minute, so only a lock held by someone else for good fails a task.
+const LOCKED_TRIES: u32 = 12;
+
+fn is_locked(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// What a worker does with one task: claim its key in the [`SeedDb`] (when
-/// there is one), process it if the claim changed a row, report it.
+/// there is one, trying again while the file is locked), process it if the
+/// claim changed a row, report it.
 fn handle<O: Observer>(
     processor: &dyn Processor,
     clock: &quanta::Clock,
@@ -192,7 +205,14 @@ fn handle<O: Observer>(
     obs: &mut O,
 ) {
     if let Some(conn) = conn {
-        match SeedDb::insert_or_ignore(conn, &job.task) {
+        let mut tries = 1;
+        let claimed = loop {
+            match SeedDb::insert_or_ignore(conn, &job.task) {
+                Err(e) if is_locked(&e) && tries < LOCKED_TRIES => tries += 1,
+                other => break other,
+            }
+        };
+        match claimed {
             Ok(true) => {}
             Ok(false) => return obs.duplicate(job, clock.raw()),
             Err(e) => {

@@ -25,6 +25,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
+use std::ops::Range;
 use std::path::Path;
 
 use compact_str::{CompactString, ToCompactString};
@@ -274,8 +275,9 @@ struct Scan {
 
 /// How a chunk scan ended early.
 enum ScanStop {
-    /// Nesting went past the limit at this line and column.
-    TooDeep(u64, u64),
+    /// Nesting went past the limit at the bracket at this index of the chunk,
+    /// which is at this line and column.
+    TooDeep { at: usize, line: u64, column: u64 },
 }
 
 /// Bytes that end the fast skip inside a string: `"`, `\`, controls, non-ASCII.
@@ -363,8 +365,11 @@ fn scan_chunk(
                 b'{' | b'[' => {
                     scan.depth += 1;
                     if scan.depth > max_depth {
-                        let at = base + i as u64;
-                        return Err(ScanStop::TooDeep(cur.line, cur.column_at(at)));
+                        return Err(ScanStop::TooDeep {
+                            at: i,
+                            line: cur.line,
+                            column: cur.column_at(base + i as u64),
+                        });
                     }
                 }
                 b'}' | b']' => {
@@ -476,17 +481,72 @@ fn too_deep_at(record: &[u8], max_depth: usize) -> Option<usize> {
     None
 }
 
-/// `fill_buf`, retried on `Interrupted`.
-fn fill<R: BufRead>(reader: &mut R) -> io::Result<&[u8]> {
-    loop {
-        match reader.fill_buf() {
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// The input as the scanner sees it: the caller's [`BufRead`] with
+/// `Interrupted` retried, its end latched, and room to put back the first bytes
+/// of something that looked like a byte-order mark but was not one.
+struct Source<R> {
+    inner: R,
+    /// Bytes put back in front of `inner`: `back[back_at..back_len]`.
+    back: [u8; 2],
+    back_at: usize,
+    back_len: usize,
+    /// `inner` returned an empty buffer: the input has ended, and it is not read
+    /// again (on a terminal, what is typed after Ctrl-D is not part of it).
+    ended: bool,
+}
+
+impl<R: BufRead> Source<R> {
+    fn new(inner: R) -> Self {
+        Source {
+            inner,
+            back: [0; 2],
+            back_at: 0,
+            back_len: 0,
+            ended: false,
         }
     }
-    // The buffer is filled now; this returns it without reading again.
-    reader.fill_buf()
+
+    /// The next bytes, without consuming them; empty at the end of the input.
+    fn fill(&mut self) -> io::Result<&[u8]> {
+        if self.back_at < self.back_len {
+            return Ok(&self.back[self.back_at..self.back_len]);
+        }
+        if self.ended {
+            return Ok(&[]);
+        }
+        loop {
+            match self.inner.fill_buf() {
+                Ok([]) => {
+                    self.ended = true;
+                    return Ok(&[]);
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // The buffer holds data now; this returns it without reading again.
+        // (Returning the first call's slice from inside the loop is refused by
+        // the borrow checker.)
+        self.inner.fill_buf()
+    }
+
+    /// Consumes `n` bytes of what [`Source::fill`] returned.
+    fn consume(&mut self, n: usize) {
+        let back = n.min(self.back_len - self.back_at);
+        self.back_at += back;
+        if n > back {
+            self.inner.consume(n - back);
+        }
+    }
+
+    /// Puts `bytes` (at most two, consumed last) back in front of the input.
+    fn unread(&mut self, bytes: &[u8]) {
+        debug_assert!(self.back_at == self.back_len && bytes.len() <= self.back.len());
+        self.back[..bytes.len()].copy_from_slice(bytes);
+        self.back_at = 0;
+        self.back_len = bytes.len();
+    }
 }
 
 /// Where the reader is between records.
@@ -526,7 +586,7 @@ enum State {
 /// assert!(reader.next().is_none());
 /// ```
 pub struct TaskReader<R: BufRead> {
-    reader: R,
+    reader: Source<R>,
     source: String,
     options: ReaderOptions,
     format: Option<InputFormat>,
@@ -560,7 +620,7 @@ impl<R: BufRead> TaskReader<R> {
             forced => Some(forced),
         };
         TaskReader {
-            reader,
+            reader: Source::new(reader),
             source: source.into(),
             options,
             format,
@@ -622,7 +682,7 @@ impl<R: BufRead> TaskReader<R> {
     }
 
     fn peek(&mut self) -> Result<Option<u8>, InputError> {
-        match fill(&mut self.reader) {
+        match self.reader.fill() {
             Ok(chunk) => Ok(chunk.first().copied()),
             Err(e) => Err(self.read_error(e)),
         }
@@ -631,7 +691,7 @@ impl<R: BufRead> TaskReader<R> {
     /// Skips JSON whitespace; returns the next byte (not consumed), `None` at EOF.
     fn skip_whitespace(&mut self) -> Result<Option<u8>, InputError> {
         loop {
-            let chunk = match fill(&mut self.reader) {
+            let chunk = match self.reader.fill() {
                 Ok(chunk) => chunk,
                 Err(e) => return Err(self.read_error(e)),
             };
@@ -691,7 +751,7 @@ impl<R: BufRead> TaskReader<R> {
             }
         }
         match std::str::from_utf8(&bytes) {
-            Ok(s) => Ok(format!("'{s}'")),
+            Ok(s) => Ok(format!("'{}'", escape_invisible(s))),
             Err(_) => Err(self.error(line, column, InputErrorKind::NotUtf8(first))),
         }
     }
@@ -710,29 +770,30 @@ impl<R: BufRead> TaskReader<R> {
     }
 
     /// Skips a UTF-8 byte-order mark at the start of the input.
+    ///
+    /// A first read may return fewer than three bytes, so the mark is matched a
+    /// piece at a time; when the input turns out not to start with one (valid
+    /// UTF-8 such as U+FF5B also starts with 0xEF), the bytes matched so far are
+    /// put back, to be read as what they are.
     fn skip_bom(&mut self) -> Result<(), InputError> {
         const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
-        let chunk = match fill(&mut self.reader) {
-            Ok(chunk) => chunk,
-            Err(e) => return Err(self.read_error(e)),
-        };
-        if chunk.len() >= 3 || chunk.first() != Some(&0xEF) {
-            if chunk.starts_with(&BOM) {
-                self.advance(3);
-                self.cur.line_start = 3;
+        let mut matched = 0;
+        while matched < BOM.len() {
+            let chunk = match self.reader.fill() {
+                Ok(chunk) => chunk,
+                Err(e) => return Err(self.read_error(e)),
+            };
+            let n = chunk.len().min(BOM.len() - matched);
+            if n == 0 || chunk[..n] != BOM[matched..matched + n] {
+                // Not a BOM (or the end of the input).
+                self.reader.unread(&BOM[..matched]);
+                return Ok(());
             }
-            return Ok(());
+            self.reader.consume(n);
+            matched += n;
         }
-        // A short first chunk that starts with 0xEF: take the bytes one at a time.
-        // Nothing else that starts with 0xEF can begin a task file, so consuming
-        // it before failing loses nothing.
-        for want in BOM {
-            if self.peek()? != Some(want) {
-                return Err(self.error(1, 1, InputErrorKind::NotUtf8(0xEF)));
-            }
-            self.advance(1);
-        }
-        self.cur.line_start = 3;
+        self.cur.offset = BOM.len() as u64;
+        self.cur.line_start = BOM.len() as u64;
         Ok(())
     }
 
@@ -855,6 +916,7 @@ impl<R: BufRead> TaskReader<R> {
             if let Ok(text) = std::str::from_utf8(&self.buf) {
                 if serde_json::from_str::<IgnoredAny>(text).is_err() {
                     let shown: String = text.chars().take(40).collect();
+                    let shown = escape_invisible(&shown);
                     let message = format!("invalid JSON: `{shown}` is not a JSON value");
                     return Err(self.error(line, column, InputErrorKind::Syntax(message)));
                 }
@@ -870,7 +932,7 @@ impl<R: BufRead> TaskReader<R> {
         self.buf.clear();
         let limit = self.options.max_record_bytes;
         loop {
-            let chunk = match fill(&mut self.reader) {
+            let chunk = match self.reader.fill() {
                 Ok(chunk) => chunk,
                 Err(e) => return Err(self.read_error(e)),
             };
@@ -880,6 +942,12 @@ impl<R: BufRead> TaskReader<R> {
             let end = find_byte(b'\n', chunk);
             let used = end.unwrap_or(chunk.len());
             if self.buf.len() + used > limit {
+                // Nesting too deep within the first `limit` bytes comes first.
+                let room = limit - self.buf.len();
+                self.buf.extend_from_slice(&chunk[..room]);
+                if let Some(e) = self.too_deep_in_line(line, column) {
+                    return Err(e);
+                }
                 return Err(self.error(line, column, InputErrorKind::RecordTooLarge { limit }));
             }
             self.buf.extend_from_slice(&chunk[..used]);
@@ -890,12 +958,19 @@ impl<R: BufRead> TaskReader<R> {
         }
         // The line holds no newline, so the cursor's column bookkeeping (only
         // needed for errors later on this line) is not kept up inside it.
-        if let Some(offset) = too_deep_at(&self.buf, self.options.max_depth) {
-            let (l, c) = self.buf_position(offset, line, column);
-            let limit = self.options.max_depth;
-            return Err(self.error(l, c, InputErrorKind::TooDeep { limit }));
+        if let Some(e) = self.too_deep_in_line(line, column) {
+            return Err(e);
         }
         self.parse_record(line, column)
+    }
+
+    /// The error for nesting past the limit in the (part of the) line in `buf`,
+    /// which starts at `line`, `column`.
+    fn too_deep_in_line(&self, line: u64, column: u64) -> Option<InputError> {
+        let offset = too_deep_at(&self.buf, self.options.max_depth)?;
+        let (l, c) = self.buf_position(offset, line, column);
+        let limit = self.options.max_depth;
+        Some(self.error(l, c, InputErrorKind::TooDeep { limit }))
     }
 
     /// Copies an array element that starts with `{`, `[` or `"` into `buf` until
@@ -904,7 +979,7 @@ impl<R: BufRead> TaskReader<R> {
         self.scan = Scan::default();
         let limit = self.options.max_record_bytes;
         loop {
-            let chunk = match fill(&mut self.reader) {
+            let chunk = match self.reader.fill() {
                 Ok(chunk) => chunk,
                 Err(e) => return Err(self.read_error(e)),
             };
@@ -914,9 +989,14 @@ impl<R: BufRead> TaskReader<R> {
             let scanned = scan_chunk(&mut self.scan, &mut self.cur, chunk, self.options.max_depth);
             let (used, done) = match scanned {
                 Ok(r) => r,
-                Err(ScanStop::TooDeep(l, c)) => {
+                // The limit crossed first in the record wins, however the input
+                // is chunked: a bracket past the size limit is never reached.
+                Err(ScanStop::TooDeep { at, .. }) if self.buf.len() + at >= limit => {
+                    return Err(self.error(line, column, InputErrorKind::RecordTooLarge { limit }));
+                }
+                Err(ScanStop::TooDeep { line, column, .. }) => {
                     let limit = self.options.max_depth;
-                    return Err(self.error(l, c, InputErrorKind::TooDeep { limit }));
+                    return Err(self.error(line, column, InputErrorKind::TooDeep { limit }));
                 }
             };
             if self.buf.len() + used > limit {
@@ -934,7 +1014,7 @@ impl<R: BufRead> TaskReader<R> {
     fn copy_scalar(&mut self, line: u64, column: u64) -> Result<(), InputError> {
         let limit = self.options.max_record_bytes;
         loop {
-            let chunk = match fill(&mut self.reader) {
+            let chunk = match self.reader.fill() {
                 Ok(chunk) => chunk,
                 Err(e) => return Err(self.read_error(e)),
             };
@@ -1041,15 +1121,163 @@ impl<R: BufRead> TaskReader<R> {
                 return Err(self.error(l, c, InputErrorKind::NotUtf8(self.buf[offset])));
             }
         };
-        let raw: RawRecord<'_> = match serde_json::from_str(text) {
-            Ok(raw) => raw,
-            Err(e) => return Err(self.json_error(&e, line, column)),
+        let task = match serde_json::from_str::<RawRecord<'_>>(text) {
+            Ok(raw) => raw.into_task(index),
+            Err(e) => self.parse_with_big_numbers(text, e, index, line, column)?,
         };
-        Ok(match raw.into_task(index) {
+        Ok(match task {
             Ok(task) => Record::Task { line, index, task },
             Err(error) => Record::Invalid { line, index, error },
         })
     }
+
+    /// Parses and validates a record that serde_json refused with `error`, in
+    /// case it refused only a number beyond the range of an `f64` (like `1e999`):
+    /// valid JSON, which serde_json skips in unknown fields but will not parse
+    /// as a value.
+    ///
+    /// Such numbers are replaced by small ones of the same length (`1e999`
+    /// becomes `0    `), so that the record parses and any other error keeps its
+    /// position. It is parsed twice, with `0` and with `1`: a known field whose
+    /// value differs between the two held a big number ([`Val::OutOfRange`]).
+    fn parse_with_big_numbers(
+        &self,
+        text: &str,
+        error: serde_json::Error,
+        index: u64,
+        line: u64,
+        column: u64,
+    ) -> Result<Result<Task, TaskError>, InputError> {
+        let spans = big_numbers(text);
+        if spans.is_empty() {
+            return Err(self.json_error(&error, line, column));
+        }
+        let zeros = replace_numbers(text, &spans, b'0');
+        let ones = replace_numbers(text, &spans, b'1');
+        match (
+            serde_json::from_str::<RawRecord<'_>>(&zeros),
+            serde_json::from_str::<RawRecord<'_>>(&ones),
+        ) {
+            (Ok(raw), Ok(other)) => Ok(raw.with_out_of_range(other).into_task(index)),
+            (Err(e), _) | (_, Err(e)) => Err(self.json_error(&e, line, column)),
+        }
+    }
+}
+
+/// The length of the JSON number at the start of `b` (the longest prefix that
+/// is one, as serde_json reads it); 0 when it does not start with one.
+fn number_len(b: &[u8]) -> usize {
+    let digits = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i = digits(i + 1),
+        _ => return 0,
+    }
+    if b.get(i) == Some(&b'.') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+        i = digits(i + 1);
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let exponent = i + 1 + usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+        if b.get(exponent).is_some_and(u8::is_ascii_digit) {
+            i = digits(exponent);
+        }
+    }
+    i
+}
+
+/// Where the record `text` holds numbers, outside strings, that serde_json
+/// refuses as out of range.
+fn big_numbers(text: &str) -> Vec<Range<usize>> {
+    let b = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let len = number_len(&b[i..]);
+                if len == 0 {
+                    i += 1;
+                    continue;
+                }
+                // The number is well-formed, so only its range can fail.
+                if serde_json::from_str::<f64>(&text[i..i + len]).is_err() {
+                    spans.push(i..i + len);
+                }
+                i += len;
+            }
+            _ => i += 1,
+        }
+    }
+    spans
+}
+
+/// `text` with each number in `spans` replaced by `digit` (after the number's
+/// sign, if any) and spaces, to the same length.
+fn replace_numbers(text: &str, spans: &[Range<usize>], digit: u8) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for span in spans {
+        let number = &mut bytes[span.clone()];
+        let at = usize::from(number[0] == b'-');
+        number[at] = digit;
+        number[at + 1..].fill(b' ');
+    }
+    String::from_utf8(bytes).expect("ASCII replaced by ASCII")
+}
+
+/// Whether showing `c` as it is could hide or rewrite text on a terminal: a
+/// control character (C0, DEL, C1: ESC, backspace, CSI, NEL...), a bidirectional
+/// override or isolate, a line or paragraph separator, or an invisible format
+/// character (zero-width ones, the soft hyphen, the BOM, tag characters).
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{AD}'
+                | '\u{34F}'
+                | '\u{61C}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// `text` from the input, made safe to show in a message: each character for
+/// which [`is_invisible`] holds is written as a Rust escape (`\u{1b}`).
+fn escape_invisible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_invisible) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_invisible(c) {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
 }
 
 /// Re-labels a syntax error found during format detection as a format error.
@@ -1145,6 +1373,9 @@ enum Val<'a> {
     UInt(u64),
     Int(i64),
     Float(f64),
+    /// A number beyond the range of an `f64` (see
+    /// [`TaskReader::parse_with_big_numbers`]).
+    OutOfRange,
     Bool,
     Null,
     Array,
@@ -1155,7 +1386,7 @@ impl Val<'_> {
     fn type_name(&self) -> &'static str {
         match self {
             Val::Str(_) => "a string",
-            Val::UInt(_) | Val::Int(_) | Val::Float(_) => "a number",
+            Val::UInt(_) | Val::Int(_) | Val::Float(_) | Val::OutOfRange => "a number",
             Val::Bool => "a boolean",
             Val::Null => "null",
             Val::Array => "an array",
@@ -1324,7 +1555,43 @@ fn wrong_type(field: &'static str, what: &str, v: &Val<'_>) -> TaskError {
     TaskError::field(field, format!("expected {what}, got {}", v.type_name()))
 }
 
+/// Whether `a` and `b` are the same number, or not both numbers.
+fn same_number(a: &Val<'_>, b: &Val<'_>) -> bool {
+    match (a, b) {
+        (Val::UInt(x), Val::UInt(y)) => x == y,
+        (Val::Int(x), Val::Int(y)) => x == y,
+        (Val::Float(x), Val::Float(y)) => x.to_bits() == y.to_bits(),
+        (Val::UInt(_) | Val::Int(_) | Val::Float(_), _)
+        | (_, Val::UInt(_) | Val::Int(_) | Val::Float(_)) => false,
+        _ => true,
+    }
+}
+
 impl RawRecord<'_> {
+    /// This record, parsed with its big numbers replaced by zeros, with each
+    /// known field that has another number in `other` (the same record parsed
+    /// with ones instead) marked [`Val::OutOfRange`].
+    fn with_out_of_range(self, other: RawRecord<'_>) -> Self {
+        let (mut raw, other) = match (self, other) {
+            (RawRecord::Object(raw), RawRecord::Object(other)) => (raw, other),
+            // Not an object: its type is all that matters.
+            (record, _) => return record,
+        };
+        for (slot, other) in [
+            (&mut raw.image_key, other.image_key),
+            (&mut raw.size, other.size),
+            (&mut raw.id, other.id),
+            (&mut raw.idempotency_key, other.idempotency_key),
+        ] {
+            if let (Some(a), Some(b)) = (slot.as_ref(), other.as_ref()) {
+                if !same_number(a, b) {
+                    *slot = Some(Val::OutOfRange);
+                }
+            }
+        }
+        RawRecord::Object(raw)
+    }
+
     /// Validates the record at 0-based position `index` into a task.
     fn into_task(self, index: u64) -> Result<Task, TaskError> {
         let raw = match self {
@@ -2289,6 +2556,302 @@ mod tests {
         assert_eq!(e.source_name(), bad.display().to_string());
         assert_eq!(e.line(), Some(4));
         assert!(matches!(e.kind(), InputErrorKind::Truncated(_)));
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_numbers_of_the_wrong_kind() {
+        let task = |field: &str, value: &str| {
+            let mut fields = vec![
+                ("image_key", "\"img/a.jpg\""),
+                ("size", "\"1x1\""),
+                ("other", "1e999"),
+            ];
+            fields.retain(|&(name, _)| name != field);
+            fields.push((field, value));
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("\"{k}\": {v}"))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        };
+        let long = format!("1{}", "0".repeat(400));
+        let input = [
+            task("image_key", "1e999"),
+            task("size", "-1e999"),
+            task("id", "1E400"),
+            task("id", &long),
+            task("idempotency_key", "123456789e300"),
+            task("id", "[1e999]"),
+            task("id", "-1e-999"),
+            format!("{{\"id\": 1e999, {}", &task("id", "2")[1..]),
+            "1e999".to_owned(),
+            "-1e999".to_owned(),
+            "[1e999]".to_owned(),
+            task("id", "7"),
+        ]
+        .join("\n");
+        let got_number = "expected a string, got a number";
+        let not_an_id = "expected a string or a non-negative integer";
+        assert_eq!(
+            read(&input),
+            [
+                format!("1 #0 invalid: field `image_key`: {got_number}"),
+                format!("2 #1 invalid: field `size`: {got_number}"),
+                format!("3 #2 invalid: field `id`: {not_an_id}, got a number"),
+                format!("4 #3 invalid: field `id`: {not_an_id}, got a number"),
+                format!("5 #4 invalid: field `idempotency_key`: {got_number}"),
+                format!("6 #5 invalid: field `id`: {not_an_id}, got an array"),
+                format!("7 #6 invalid: field `id`: {not_an_id}, got -0"),
+                "8 #7 invalid: field `id`: appears more than once in the task".to_owned(),
+                "9 #8 invalid: expected a JSON object for a task, got a number".to_owned(),
+                "10 #9 invalid: expected a JSON object for a task, got a number".to_owned(),
+                "11 #10 invalid: expected a JSON object for a task, got an array".to_owned(),
+                "12 #11 ok id=7 img/a.jpg 1x1 key=img/a.jpg:1x1".to_owned(),
+            ]
+        );
+        assert_eq!(
+            read("[1e999, {\"image_key\": \"img/a.jpg\", \"size\": -1e999},\n2e308]"),
+            [
+                "1 #0 invalid: expected a JSON object for a task, got a number",
+                "1 #1 invalid: field `size`: expected a string, got a number",
+                "2 #2 invalid: expected a JSON object for a task, got a number",
+            ]
+        );
+        // Any other error in the record is reported as if the big number were a
+        // small one, at the same place.
+        for broken in [
+            "{\"id\": NUM \"size\": \"1x1\"}\n",
+            "{\"id\": NUM, \"image_key\": \"\\ud800\"}\n",
+            "[{\"x\": [NUM, NUM], \"id\": NUM}, {\"id\": NUM}x]",
+            "[{\"id\": -NUM}}]",
+            "{\"id\": [NUM}\n",
+            "[NUM x]",
+        ] {
+            let big = error_of(broken.replace("NUM", "1e999").as_bytes());
+            let small = error_of(broken.replace("NUM", "12345").as_bytes());
+            assert_eq!(big, small, "{broken}");
+            assert!(!big.contains("out of range"), "{big}");
+        }
+        assert_eq!(number_len(b"-0.5e+10,"), 8);
+        assert_eq!(number_len(b"01"), 1);
+        assert_eq!(number_len(b"1.e5"), 1);
+        assert_eq!(number_len(b"1e"), 1);
+        assert_eq!(number_len(b"-x"), 0);
+        let text = r#"{"a": "1e999", "b\"": [1e999, 1e308, -2e308]}"#;
+        let (first, second) = (text.find("[1e999").unwrap() + 1, text.find("-2e").unwrap());
+        assert_eq!(big_numbers(text), [first..first + 5, second..second + 6]);
+        assert_eq!(
+            replace_numbers(text, &big_numbers(text), b'1'),
+            r#"{"a": "1e999", "b\"": [1    , 1e308, -1    ]}"#
+        );
+    }
+
+    #[test]
+    fn messages_escape_invisible_characters() {
+        assert_eq!(
+            error_of(b"[tc\x1bc]"),
+            "tasks.json:1:2: invalid JSON: `tc\\u{1b}c` is not a JSON value"
+        );
+        assert_eq!(
+            error_of(b"[1\x08\x08]"),
+            "tasks.json:1:2: invalid JSON: `1\\u{8}\\u{8}` is not a JSON value"
+        );
+        assert_eq!(
+            error_of("\u{85}[]".as_bytes()),
+            format!("tasks.json:1:1: {FILE_ERROR}, found '\\u{{85}}'")
+        );
+        assert_eq!(
+            error_of("[\u{9b}31m]".as_bytes()),
+            "tasks.json:1:2: expected a task object or ']' after '[', found '\\u{9b}'"
+        );
+        assert_eq!(
+            error_of("[]\u{202E}".as_bytes()),
+            "tasks.json:1:3: unexpected '\\u{202e}' after the closing ']' of the task array \
+             (only whitespace may follow it)"
+        );
+        assert_eq!(
+            escape_invisible("a\u{200B}b\u{2066}c\u{AD}\u{E0041}\u{7F}é日"),
+            "a\\u{200b}b\\u{2066}c\\u{ad}\\u{e0041}\\u{7f}é日"
+        );
+        assert!(matches!(escape_invisible("img/ü.jpg"), Cow::Borrowed(_)));
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            if c.is_control() {
+                assert!(is_invisible(c), "{c:?}");
+            }
+        }
+    }
+
+    /// One step of a [`Script`].
+    enum Step {
+        Bytes(&'static [u8]),
+        End,
+        Interrupted,
+    }
+
+    /// A `Read` that plays its steps, then fails the test: a read after the
+    /// last step is a read after the end of the input.
+    struct Script(std::collections::VecDeque<Step>);
+
+    impl Read for Script {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            match self.0.pop_front() {
+                Some(Step::Bytes(b)) => {
+                    out[..b.len()].copy_from_slice(b);
+                    Ok(b.len())
+                }
+                Some(Step::End) => Ok(0),
+                Some(Step::Interrupted) => Err(io::ErrorKind::Interrupted.into()),
+                None => panic!("read after the end of the input"),
+            }
+        }
+    }
+
+    fn play(steps: Vec<Step>) -> Vec<String> {
+        let reader = BufReader::new(Script(steps.into()));
+        TaskReader::new(reader, "tty", ReaderOptions::default())
+            .map(describe)
+            .collect()
+    }
+
+    #[test]
+    fn the_end_of_the_input_is_read_once() {
+        let a = b"{\"image_key\": \"img/a.jpg\", \"size\": \"200x200\"}";
+        let ok = "1 #0 ok id=1 img/a.jpg 200x200 key=img/a.jpg:200x200";
+        use Step::*;
+        // Interrupted reads are retried, before the end of the input...
+        assert_eq!(
+            play(vec![
+                Interrupted,
+                Bytes(b"["),
+                Interrupted,
+                Bytes(a),
+                Bytes(b"]"),
+                End
+            ]),
+            [ok]
+        );
+        // ...but the end is final: nothing is read after it, however the input
+        // ends (Ctrl-D on a terminal is an end).
+        assert_eq!(play(vec![Bytes(a), End]), [ok]);
+        assert_eq!(play(vec![Bytes(a), Bytes(b"\n \n"), End]), [ok]);
+        assert_eq!(play(vec![Bytes(b"[]"), End]), Vec::<String>::new());
+        assert_eq!(
+            play(vec![Bytes(b"["), Bytes(a), End]),
+            [
+                ok,
+                "error: tty:1:47: unexpected end of file: the task array opened on line 1 \
+                 is not closed (expected ',' or ']')"
+            ]
+        );
+        assert_eq!(
+            play(vec![Bytes(b"[tru"), End]),
+            ["error: tty:1:2: invalid JSON: `tru` is not a JSON value"]
+        );
+        assert_eq!(
+            play(vec![Bytes(b"\xEF"), End]),
+            ["error: tty:1:1: invalid UTF-8 (byte 0xEF); task files must be UTF-8 text"]
+        );
+        assert_eq!(
+            play(vec![End]),
+            [format!("error: tty:1:1: {FILE_ERROR}, found end of file")]
+        );
+    }
+
+    #[test]
+    fn the_first_limit_crossed_wins_whatever_the_chunking() {
+        let options = ReaderOptions {
+            max_record_bytes: 20,
+            max_depth: 2,
+            ..Default::default()
+        };
+        let too_big = "a task record longer than 20 bytes starts here; \
+                       each task must fit in 20 bytes (max_record_bytes)";
+        let too_deep = "task nests arrays/objects deeper than 2 levels (max_depth)";
+        let padded = |n: usize| format!(r#"{{"p": "{}", "a": [[1]]}}"#, "x".repeat(n));
+        for (record, says) in [
+            // The third level opens at byte 7 of the record (0-based), the size
+            // limit is passed at byte 20.
+            (
+                r#"{"a": [[1]], "pad": "xxxxxxxxxxxxxxxx"}"#.to_owned(),
+                too_deep,
+            ),
+            (
+                r#"{"pad": "xxxxxxxxxxxxxxxx", "a": [[1]]}"#.to_owned(),
+                too_big,
+            ),
+            // The third level opens at byte 19 (the last one allowed) or 20.
+            (padded(3), too_deep),
+            (padded(4), too_big),
+        ] {
+            let third = record.find("[[").unwrap() + 1;
+            // A depth error is placed on the bracket, a size error at the start
+            // of the record (column 1 in NDJSON, 2 in the array).
+            let at = if says == too_deep { third + 1 } else { 1 };
+            let (array, ndjson) = (format!("[{record}]"), format!("{record}\n"));
+            for (input, column) in [(array, at + 1), (ndjson, at)] {
+                let expected = [format!("error: tasks.json:1:{column}: {says}")];
+                assert_eq!(read_with(input.as_bytes(), options), expected);
+                for capacity in [2, 3, 7, 16, 21] {
+                    let chunked = BufReader::with_capacity(capacity, input.as_bytes());
+                    let items: Vec<String> = TaskReader::new(chunked, "tasks.json", options)
+                        .map(describe)
+                        .collect();
+                    assert_eq!(items, expected, "{input:?} in chunks of {capacity}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_first_read_of_0xef_is_not_a_broken_bom() {
+        let ndjson = ReaderOptions {
+            format: InputFormat::Ndjson,
+            ..Default::default()
+        };
+        // U+FF5B and U+F000 start with 0xEF; `read_with` also reads them one
+        // byte at a time.
+        let brace = "\u{FF5B}\"image_key\": \"img/a.jpg\"}\n";
+        assert_eq!(
+            read_with(brace.as_bytes(), ReaderOptions::default()),
+            [format!(
+                "error: tasks.json:1:1: {FILE_ERROR}, found '\u{FF5B}'"
+            )]
+        );
+        assert_eq!(
+            read_with(brace.as_bytes(), ndjson),
+            ["error: tasks.json:1:1: invalid JSON: expected value"]
+        );
+        assert_eq!(
+            read_with("\u{F000}".as_bytes(), ReaderOptions::default()),
+            [format!(
+                "error: tasks.json:1:1: {FILE_ERROR}, found '\u{F000}'"
+            )]
+        );
+        // A BOM split across reads is still a BOM, and what follows it is read
+        // from the right place.
+        for capacity in [1, 2, 4] {
+            for input in [format!("\u{FEFF}[{A}]"), format!("\u{FEFF}\n{A}")] {
+                let reader = BufReader::with_capacity(capacity, input.as_bytes());
+                let items: Vec<String> = TaskReader::new(reader, "t", ReaderOptions::default())
+                    .map(describe)
+                    .collect();
+                assert_eq!(items.len(), 1, "{items:?}");
+                assert!(items[0].contains(" ok "), "{items:?}");
+            }
+        }
+        // A partial BOM, then something else: the bytes are put back and read.
+        for input in [&b"\xEF\xBB[]"[..], b"\xEF\xBB", b"\xEF", b"\xEF["] {
+            assert_eq!(
+                error_of(input),
+                "tasks.json:1:1: invalid UTF-8 (byte 0xEF); task files must be UTF-8 text"
+            );
+        }
+        assert_eq!(
+            read_with("\u{FEFF}\u{FEFF}[]".as_bytes(), ReaderOptions::default()),
+            [format!(
+                "error: tasks.json:1:1: {FILE_ERROR}, found '\\u{{feff}}'"
+            )]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! # Example
 //!
 //! ```
+//! # if cfg!(feature = "loom") { return Ok(()); }
 //! use taskq::{Engine, EngineConfig, Noop, Task};
 //!
 //! let engine = Engine::start(EngineConfig { workers: 2, capacity: 64, ..Default::default() }, Noop)?;
@@ -54,6 +55,7 @@ pub mod task;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::admission::{Admission, AdmitError, Drained, ReleaseBatch};
+    pub use crate::idempotency::bloom::Bloom;
     pub use crate::scheduler::sleep::Sleep;
     pub use crate::scheduler::{Lane, LaneView, Scheduler, Source};
     #[cfg(feature = "loom")]

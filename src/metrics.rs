@@ -1,9 +1,9 @@
 //! Per-worker recorders, merged once at the end into the [`Report`].
 //!
-//! Each worker owns a [`Recorder`]: plain counters and two HDR histograms
+//! Each worker owns a `Recorder`: plain counters and two HDR histograms
 //! (latency submit→completion, service start→end), touched only by that worker,
 //! so recording costs a few nanoseconds and no shared cache line. Shutdown joins
-//! the workers and merges their recorders ([`Recorder::merge`]); the merged
+//! the workers and merges their recorders (`Recorder::merge`); the merged
 //! counters are by construction the sums of the per-worker ones, and each
 //! histogram holds one sample per completed task.
 //!

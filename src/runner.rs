@@ -12,9 +12,9 @@
 //! 3. One reader thread parses records. Invalid tasks are counted and listed in
 //!    the report with their line; valid ones go to `producers` threads (with one
 //!    producer, the reader submits itself), each with its own
-//!    [`Submitter`](crate::Submitter).
-//! 4. When the input ends (or fails) the engine is shut down: admission closes,
-//!    admitted tasks drain, the report is built.
+//!    [`Submitter`].
+//! 4. When the input ends (or fails, or an [`Interrupt`] fires) the engine is
+//!    shut down: admission closes, admitted tasks drain, the report is built.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

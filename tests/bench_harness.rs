@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use assert_cmd::Command;
-use taskq::baseline::{Baseline, BaselineConfig, Classic, ClassicConfig, Job, Observer};
+use taskq::baseline::{Baseline, BaselineConfig, Classic, ClassicConfig, Job, Observer, SeedDb};
 use taskq::bench::compare::compare;
 use taskq::bench::suite::run_scenario;
-use taskq::bench::{BenchFile, EngineKind, Scenario, Workload};
+use taskq::bench::{BenchFile, DedupDurability, EngineKind, Scenario, Workload};
 use taskq::{Output, ProcessError, Processor, Simulated, SimulatedConfig, Task};
 use tempfile::TempDir;
 
@@ -164,6 +164,7 @@ fn small(workload: Workload, queue_first: bool) -> Scenario {
         repeat: 2,
         engines: EngineKind::ALL.to_vec(),
         taskq_submit: Default::default(),
+        durability: Default::default(),
     }
 }
 
@@ -214,17 +215,124 @@ fn bench_reports_add_up() {
     }
 }
 
+/// Every engine deduplicates through its database: each unique key processed
+/// once, each repeat detected, one row per unique key (the harness checks the
+/// file after every run and fails otherwise), in both taskq durability modes.
 #[test]
-fn dedup_is_refused_until_the_store_is_wired() {
-    let e = run_scenario(&small(Workload::Dedup, false), &mut |_| {}).unwrap_err();
-    assert!(
-        e.to_string().contains("dedup needs the idempotency store"),
-        "{e}"
+fn dedup_runs_every_engine_and_checks_its_database() {
+    for durability in [DedupDurability::Batch, DedupDurability::GroupCommit] {
+        let scenario = Scenario {
+            tasks: 400,
+            duplicates: 0.3,
+            durability,
+            ..small(Workload::Dedup, false)
+        };
+        let result = run_scenario(&scenario, &mut |_| {}).unwrap();
+        assert_eq!(result.engines.len(), 3);
+        for e in &result.engines {
+            assert_eq!(e.duplicates.unwrap().median, 120.0, "{:?}", e.engine);
+            for s in &e.samples {
+                assert_eq!(
+                    (
+                        s.submitted,
+                        s.completed,
+                        s.succeeded,
+                        s.duplicates,
+                        s.failed
+                    ),
+                    (400, 400, 280, 120, 0),
+                    "{:?}",
+                    e.engine
+                );
+                assert_eq!(s.db_rows, Some(280), "{:?}", e.engine);
+                assert_eq!(s.latency_ms.count, 400, "one latency sample per key");
+            }
+        }
+    }
+}
+
+/// The Python designs' per-task claim, directly: repeats are never processed,
+/// and the table ends with one row per key.
+#[test]
+fn seed_db_claims_each_key_once_across_workers() {
+    let dir = TempDir::new().unwrap();
+    let db = SeedDb::create(dir.path().join("seed.db")).unwrap();
+    let mut pool = Classic::new(
+        ClassicConfig {
+            workers: 3,
+            capacity: 4,
+        },
+        Arc::new(taskq::Noop),
+        quanta::Clock::new(),
+    )
+    .with_seed_db(db.clone());
+    struct Count(u64, u64);
+    impl Observer for Count {
+        fn completed(&mut self, _: Job, _: u64, r: Result<Output, ProcessError>) {
+            assert!(r.is_ok());
+            self.0 += 1;
+        }
+        fn duplicate(&mut self, _: Job, _: u64) {
+            self.1 += 1;
+        }
+    }
+    pool.start(|_| Count(0, 0)).unwrap();
+    let p = pool.producer();
+    for i in 0..90u64 {
+        // Keys 0..30, each three times.
+        p.submit(tasks(30)[(i % 30) as usize].clone());
+    }
+    let counts = pool.finish();
+    let processed: u64 = counts.iter().map(|c| c.0).sum();
+    let duplicates: u64 = counts.iter().map(|c| c.1).sum();
+    assert_eq!((processed, duplicates), (30, 60));
+    let rows: i64 = db
+        .connect()
+        .unwrap()
+        .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 30);
+}
+
+#[test]
+fn dedup_from_the_cli_defaults_to_30_percent_duplicates() {
+    let dir = TempDir::new().unwrap();
+    let out = bench(
+        &dir,
+        &[
+            "--workload",
+            "dedup",
+            "--tasks",
+            "200",
+            "--workers",
+            "2",
+            "--producers",
+            "1",
+            "--repeat",
+            "1",
+            "--engine",
+            "taskq,classic",
+            "--durability",
+            "group-commit",
+            "--no-plots",
+            "--report",
+            "d.json",
+        ],
     );
-    let out = bench(&TempDir::new().unwrap(), &["--workload", "dedup"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("dedup needs the idempotency store"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("detected 60 duplicates"), "{stdout}");
+    let file = BenchFile::load(&dir.path().join("d.json")).unwrap();
+    let s = &file.scenarios[0].scenario;
+    assert_eq!(s.name, "dedup-group-commit");
+    assert_eq!(
+        (s.duplicates, s.durability),
+        (0.3, DedupDurability::GroupCommit)
+    );
 }
 
 fn bench(dir: &TempDir, args: &[&str]) -> std::process::Output {
@@ -435,7 +543,7 @@ fn smoke_suite_runs_every_scenario() {
     );
     let file = BenchFile::load(&dir.path().join("suite.json")).unwrap();
     assert_eq!(file.suite.as_deref(), Some("smoke"));
-    assert_eq!(file.scenarios.len(), 4);
+    assert_eq!(file.scenarios.len(), 5);
     let out = bench(&dir, &["--suite", "smoke", "--workers", "3"]);
     assert!(!out.status.success(), "--suite takes no scenario settings");
 }

@@ -1207,11 +1207,10 @@ fn a_reused_idempotency_key_with_many_workers_runs_exactly_one_use() {
 }
 
 // ---------------------------------------------------------------------------
-// Bugs found by this file (ignored until fixed)
+// Bugs found by this file (fixed)
 // ---------------------------------------------------------------------------
 
 #[test]
-#[ignore = "bug: an out-of-range number (1e999) in a task field or as a record fails the whole file instead of being an invalid task (src/input.rs parse_record / Val)"]
 fn out_of_range_numbers_in_task_fields_are_invalid_tasks() {
     let dir = Sandbox::new();
     // `"other": 1e999` is accepted (unknown fields are skipped), so 1e999 is
@@ -1250,7 +1249,6 @@ fn out_of_range_numbers_in_task_fields_are_invalid_tasks() {
 }
 
 #[test]
-#[ignore = "bug: file errors echo raw control characters from the file to the terminal (src/input.rs read_element and describe_next)"]
 fn file_errors_never_echo_control_characters() {
     let dir = Sandbox::new();
     for (name, bytes) in [

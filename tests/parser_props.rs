@@ -162,14 +162,10 @@ impl BufRead for Chunked<'_> {
             if self.fail_at.is_some_and(|at| self.pos >= at) {
                 return Err(io::Error::other("disk on fire"));
             }
-            // Only reads that will return data are interrupted: a read at the
-            // end is a separate case (`a_read_at_the_end_is_not_repeated`).
-            if self.pos < self.data.len() {
-                if let Some(interrupt) = self.interrupts.pop_front() {
-                    self.interrupts.push_back(false);
-                    if interrupt {
-                        return Err(io::ErrorKind::Interrupted.into());
-                    }
+            if let Some(interrupt) = self.interrupts.pop_front() {
+                self.interrupts.push_back(false);
+                if interrupt {
+                    return Err(io::ErrorKind::Interrupted.into());
                 }
             }
             let size = self.sizes.pop_front().unwrap_or(1);
@@ -214,18 +210,6 @@ fn options() -> impl Strategy<Value = ReaderOptions> {
             max_record_bytes,
             max_depth,
         })
-}
-
-/// Reader options in which at most one limit is tight: with both tight, which
-/// error a record gets depends on the chunking (see
-/// `size_and_depth_limits_give_one_answer_whatever_the_chunking`).
-fn options_one_tight_limit() -> impl Strategy<Value = ReaderOptions> {
-    options().prop_map(|mut o| {
-        if o.max_record_bytes != DEFAULT_MAX_RECORD_BYTES && o.max_depth < 100 {
-            o.max_depth = DEFAULT_MAX_DEPTH;
-        }
-        o
-    })
 }
 
 /// Bytes that matter to a JSON scanner, and their neighbours.
@@ -766,12 +750,6 @@ proptest! {
 // (d) Chunk boundaries
 // ---------------------------------------------------------------------------
 
-/// Input that starts with 0xEF but not with a whole BOM: a short first read of
-/// it is misread (`a_short_first_read_is_not_taken_for_a_broken_bom`).
-fn starts_with_non_bom_ef(bytes: &[u8]) -> bool {
-    bytes.first() == Some(&0xEF) && !bytes.starts_with(b"\xEF\xBB\xBF")
-}
-
 proptest! {
     #![proptest_config(config())]
 
@@ -781,11 +759,10 @@ proptest! {
     #[test]
     fn chunking_never_changes_the_result(
         bytes in any_input(),
-        options in options_one_tight_limit(),
+        options in options(),
         sizes in vec(1usize..64, 1..16),
         interrupts in vec(prop::bool::weighted(0.2), 0..8),
     ) {
-        prop_assume!(!starts_with_non_bom_ef(&bytes), "see a_short_first_read_is_not_taken_for_a_broken_bom");
         let whole = read_bytes(&bytes, options);
         let buffered = read_all(BufReader::new(&bytes[..]), bytes.len(), options);
         prop_assert_eq!(&buffered, &whole, "BufReader");
@@ -802,11 +779,10 @@ proptest! {
     #[test]
     fn a_read_error_ends_the_stream_once(
         bytes in any_input(),
-        options in options_one_tight_limit(),
+        options in options(),
         sizes in vec(1usize..64, 1..8),
         fail_at in any::<prop::sample::Index>(),
     ) {
-        prop_assume!(!starts_with_non_bom_ef(&bytes), "see a_short_first_read_is_not_taken_for_a_broken_bom");
         let fail_at = fail_at.index(bytes.len() + 1);
         let whole = read_bytes(&bytes, options);
         let failing = read_all(Chunked::new(&bytes, &sizes, &[], Some(fail_at)), bytes.len(), options);
@@ -889,9 +865,6 @@ impl Read for Script {
 }
 
 #[test]
-#[ignore = "bug: src/input.rs fill() calls fill_buf again after it returned an empty buffer (end of \
-            file), reading past the end: an Interrupted read there is a read error, and on a \
-            terminal a second Ctrl-D is needed"]
 fn a_read_at_the_end_is_not_repeated() {
     const A: &[u8] = b"{\"image_key\": \"img/a.jpg\", \"size\": \"200x200\"}\n";
     const B: &[u8] = b"{\"image_key\": \"img/b.jpg\", \"size\": \"200x200\"}\n";
@@ -918,9 +891,6 @@ fn a_read_at_the_end_is_not_repeated() {
 }
 
 #[test]
-#[ignore = "bug: src/input.rs copy_nested() scans a whole chunk for the depth limit before \
-            checking the size limit, so a record over both limits gets a different error \
-            (and line:column) depending on how the input is chunked"]
 fn size_and_depth_limits_give_one_answer_whatever_the_chunking() {
     // Over both limits: 64 bytes (the smallest the CLI allows) are passed at
     // byte 80, 64 levels of nesting at byte 150 or so.
@@ -943,8 +913,6 @@ fn size_and_depth_limits_give_one_answer_whatever_the_chunking() {
 }
 
 #[test]
-#[ignore = "bug: src/input.rs skip_bom() reports 'invalid UTF-8 (byte 0xEF)' for valid UTF-8 \
-            that starts with 0xEF (U+F000..U+FFFF) when the first read returns fewer than 3 bytes"]
 fn a_short_first_read_is_not_taken_for_a_broken_bom() {
     // U+FF5B FULLWIDTH LEFT CURLY BRACKET and U+F000: valid UTF-8, not a BOM.
     for (text, format) in [

@@ -9,31 +9,6 @@ use std::io::{self, BufReader, Read};
 use libfuzzer_sys::fuzz_target;
 use taskq::input::{InputError, InputFormat, ReaderOptions, Record, TaskReader};
 
-/// Whether `whole` and `one_byte` differ only by a known chunk-dependence bug
-/// (ignored tests in tests/parser_props.rs), so the fuzzer reports new problems
-/// only. Set TASKQ_FUZZ_KNOWN_BUGS=1 to report these too.
-fn known_bug(data: &[u8], whole: &[String], one_byte: &[String]) -> bool {
-    if std::env::var_os("TASKQ_FUZZ_KNOWN_BUGS").is_some() {
-        return false;
-    }
-    // skip_bom: a short first read that starts with 0xEF
-    // (a_short_first_read_is_not_taken_for_a_broken_bom).
-    if data.first() == Some(&0xEF) && !data.starts_with(b"\xEF\xBB\xBF") {
-        return true;
-    }
-    // copy_nested: a record over both limits gets either error
-    // (size_and_depth_limits_give_one_answer_whatever_the_chunking).
-    let (Some((a, a_before)), Some((b, b_before))) = (whole.split_last(), one_byte.split_last())
-    else {
-        return false;
-    };
-    let limit = |s: &str| {
-        s.starts_with("error: ")
-            && (s.ends_with("(max_record_bytes)") || s.ends_with("(max_depth)"))
-    };
-    a_before == b_before && limit(a) && limit(b)
-}
-
 /// One item as text, without the parse time.
 fn describe(item: &Result<Record, InputError>) -> String {
     match item {
@@ -91,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
             };
             let whole = read_all(data, data.len(), options);
             let one_byte = read_all(BufReader::new(OneByte(data)), data.len(), options);
-            if whole != one_byte && !known_bug(data, &whole, &one_byte) {
+            if whole != one_byte {
                 panic!(
                     "chunking changed the result:\n  whole:    {whole:?}\n  one byte: {one_byte:?}"
                 );

@@ -10,7 +10,10 @@ use clap::{Args, ValueEnum};
 use super::compare::{compare, record};
 use super::driver::SubmitStyle;
 use super::suite::{run_scenario, SuiteName};
-use super::{git_commit, plot, report, today, BenchFile, EngineKind, Machine, Scenario, Workload};
+use super::{
+    git_commit, plot, report, today, BenchFile, DedupDurability, EngineKind, Machine, Scenario,
+    Workload,
+};
 
 /// Exit code when `--compare` finds a regression.
 pub const EXIT_REGRESSION: u8 = 4;
@@ -36,7 +39,9 @@ results/suite-<date>.json for --suite), and SVG plots beside them. Exit code 4: 
 --compare found a regression.")]
 pub struct BenchArgs {
     /// What each task does: nothing, ~2 µs of hashing, a --latency-ms sleep, or
-    /// duplicate keys through the idempotency store (not available yet).
+    /// nothing with --duplicates repeated keys through each engine's
+    /// idempotency (taskq's store; the Python designs' per-task SQLite INSERT OR
+    /// IGNORE), a fresh database in $TMPDIR per run, checked after it.
     #[arg(long, value_enum, default_value_t = Workload::Sleep)]
     pub workload: Workload,
     /// Tasks per run (built in memory before timing).
@@ -54,9 +59,15 @@ pub struct BenchArgs {
     /// Sleep per task of the `sleep` workload, milliseconds.
     #[arg(long, default_value_t = 30.0, value_name = "MS")]
     pub latency_ms: f64,
-    /// Share of tasks repeating an earlier key (0..1).
-    #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
-    pub duplicates: f64,
+    /// Share of tasks repeating an earlier key (0..1); default 0.3 for dedup,
+    /// 0 otherwise.
+    #[arg(long, value_name = "RATIO")]
+    pub duplicates: Option<f64>,
+    /// dedup: how taskq makes records durable (batch: WAL + synchronous=NORMAL;
+    /// group-commit: a task completes once its batch is committed with
+    /// synchronous=FULL).
+    #[arg(long, value_enum, default_value_t = DedupDurability::Batch)]
+    pub durability: DedupDurability,
     /// Engines to run (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub engine: Vec<EngineArg>,
@@ -81,6 +92,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, conflicts_with_all = [
         "workload", "tasks", "workers", "producers", "capacity", "latency_ms",
         "duplicates", "engine", "repeat", "queue_first", "workers_sweep", "name", "taskq_submit",
+        "durability",
     ])]
     pub suite: Option<SuiteName>,
     /// Instead of running, read this result file (to print, compare or record it).
@@ -137,6 +149,10 @@ impl BenchArgs {
             if self.queue_first {
                 n.push_str("-queue-first");
             }
+            if self.workload == Workload::Dedup && self.durability != DedupDurability::Batch {
+                n.push('-');
+                n.push_str(self.durability.name());
+            }
             n
         });
         let one = Scenario {
@@ -147,11 +163,14 @@ impl BenchArgs {
             producers: self.producers,
             capacity: self.capacity,
             latency_ms: self.latency_ms,
-            duplicates: self.duplicates,
+            duplicates: self
+                .duplicates
+                .unwrap_or_else(|| self.workload.default_duplicates()),
             queue_first: self.queue_first,
             repeat: self.repeat,
             engines: self.engines(),
             taskq_submit: self.taskq_submit,
+            durability: self.durability,
         };
         if self.workers_sweep.is_empty() {
             return vec![one];

@@ -147,6 +147,7 @@ fn same_settings(a: &Scenario, b: &Scenario) -> bool {
         && a.duplicates == b.duplicates
         && a.queue_first == b.queue_first
         && a.taskq_submit == b.taskq_submit
+        && a.durability == b.durability
 }
 
 /// Compares `current` with `stored` under the module's rule.
@@ -393,6 +394,7 @@ mod tests {
                 vs_baseline: None,
                 parallel_efficiency: None,
                 enqueue_s: None,
+                duplicates: None,
                 samples: Vec::new(),
             })
             .collect();
@@ -406,6 +408,7 @@ mod tests {
                 scenario: Scenario::seed(),
                 engines,
                 work_s: None,
+                fsync_ms: None,
             }],
         }
     }

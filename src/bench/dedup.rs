@@ -118,6 +118,30 @@ impl Drop for ScratchDir {
     }
 }
 
+/// The median time of one 4 KiB append + `fdatasync` to a new file in `dir`,
+/// over 16 tries, milliseconds: what one durable commit costs at least there.
+///
+/// # Errors
+///
+/// [`BenchError::Io`] when the file cannot be written.
+pub fn fsync_ms(dir: &Path) -> Result<f64, BenchError> {
+    use std::io::Write;
+    let path = dir.join("fsync.probe");
+    let io = |e| BenchError::io(format!("cannot probe fsync in {}", dir.display()), e);
+    let mut f = std::fs::File::create(&path).map_err(io)?;
+    let block = [0u8; 4096];
+    let mut times = Vec::with_capacity(16);
+    for _ in 0..16 {
+        let start = std::time::Instant::now();
+        f.write_all(&block).map_err(io)?;
+        f.sync_data().map_err(io)?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    Ok(super::Stat::of(times).median)
+}
+
 /// The distinct idempotency keys of a batch.
 pub fn unique_keys(tasks: &[Task]) -> HashSet<CompactString> {
     tasks.iter().map(|t| t.idempotency_key.clone()).collect()
@@ -186,7 +210,11 @@ pub fn verify(
     }
     let unique = keys.len() as u64;
     if sample.failed != 0 {
-        return Err(fail(format!("{} tasks failed", sample.failed)));
+        return Err(fail(format!(
+            "{} tasks failed (first: {})",
+            sample.failed,
+            sample.first_error.as_deref().unwrap_or("?")
+        )));
     }
     if sample.succeeded != unique {
         return Err(fail(format!(

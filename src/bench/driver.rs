@@ -13,7 +13,15 @@
 //!    clock stops.
 //! 6. Build the [`Sample`]: taskq's own report for latency and depth, the
 //!    observers' recorded times for baseline and classic.
+//!
+//! Under `dedup` the engine is given the run's database (a path in a fresh
+//! directory): taskq opens it as its store (`EngineConfig::store`, with the
+//! scenario's durability) in step 1, and `shutdown` in step 5 returns once the
+//! writer has committed every record; baseline and classic create it as a
+//! [`SeedDb`] in step 1 and claim each key with an autocommit `INSERT OR
+//! IGNORE` before processing it.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -21,13 +29,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::workload::split;
-use super::{BenchError, EngineKind, Sample, Scenario};
+use super::{BenchError, EngineKind, Sample, Scenario, Workload};
 use crate::baseline::{
     Baseline, BaselineConfig, BaselineProducer, Classic, ClassicConfig, ClassicProducer, Job,
-    Observer,
+    Observer, SeedDb,
 };
 use crate::config::EngineConfig;
 use crate::engine::Engine;
+use crate::idempotency::StoreConfig;
 use crate::metrics::{Percentiles, Recorder};
 use crate::processor::{Attempt, Output, ProcessError, Processor};
 use crate::task::Task;
@@ -44,21 +53,35 @@ pub enum SubmitStyle {
     Each,
 }
 
-/// Runs `engine` once over `tasks` (the caller's fresh copy) under `scenario`.
+/// Runs `engine` once over `tasks` (the caller's fresh copy) under `scenario`;
+/// a `dedup` scenario deduplicates through a new database at `db`.
 ///
 /// # Errors
 ///
-/// [`BenchError`] when the engine cannot start.
+/// [`BenchError`] when the engine or its database cannot start, or a `dedup`
+/// scenario has no `db`.
 pub fn run_once(
     engine: EngineKind,
     scenario: &Scenario,
     processor: &Arc<dyn Processor>,
     tasks: Vec<Task>,
+    db: Option<&Path>,
 ) -> Result<Sample, BenchError> {
+    let db = if scenario.workload == Workload::Dedup {
+        Some(db.ok_or_else(|| BenchError::config("workload", "dedup runs need a database path"))?)
+    } else {
+        None
+    };
+    let seed_db = |path: &Path| {
+        SeedDb::create(path).map_err(|cause| BenchError::Db {
+            context: format!("cannot create {}", path.display()),
+            cause,
+        })
+    };
     match engine {
-        EngineKind::Taskq => run_taskq(scenario, processor, tasks),
+        EngineKind::Taskq => run_taskq(scenario, processor, tasks, db),
         EngineKind::Baseline => {
-            let pool = Baseline::new(
+            let mut pool = Baseline::new(
                 BaselineConfig {
                     workers: scenario.workers,
                     idle_poll: Duration::from_millis(1),
@@ -66,10 +89,13 @@ pub fn run_once(
                 processor.clone(),
                 quanta::Clock::new(),
             );
+            if let Some(db) = db {
+                pool = pool.with_seed_db(seed_db(db)?);
+            }
             run_pool(scenario, pool, tasks)
         }
         EngineKind::Classic => {
-            let pool = Classic::new(
+            let mut pool = Classic::new(
                 ClassicConfig {
                     workers: scenario.workers,
                     capacity: scenario.effective_capacity(),
@@ -77,6 +103,9 @@ pub fn run_once(
                 processor.clone(),
                 quanta::Clock::new(),
             );
+            if let Some(db) = db {
+                pool = pool.with_seed_db(seed_db(db)?);
+            }
             run_pool(scenario, pool, tasks)
         }
     }
@@ -165,6 +194,7 @@ fn run_taskq(
     scenario: &Scenario,
     processor: &Arc<dyn Processor>,
     tasks: Vec<Task>,
+    db: Option<&Path>,
 ) -> Result<Sample, BenchError> {
     let submitted = tasks.len() as u64;
     let gate = scenario.queue_first.then(|| Arc::new(Gate::new()));
@@ -179,6 +209,10 @@ fn run_taskq(
         EngineConfig {
             workers: scenario.workers,
             capacity: scenario.effective_capacity(),
+            store: db.map(|path| StoreConfig {
+                durability: scenario.durability.into(),
+                ..StoreConfig::new(path)
+            }),
             ..EngineConfig::default()
         },
         processor,
@@ -208,19 +242,23 @@ fn run_taskq(
     let makespan_s = t0.elapsed().as_secs_f64();
     let c = &report.counts;
     let completed = c.completed();
-    Ok(sample(
-        submitted,
-        completed,
-        c.succeeded,
-        completed - c.succeeded,
-        makespan_s,
-        report.latency_ms,
-        // `submit_iter` reserves slots a chunk at a time, and the admission
-        // counter's high-water mark counts reserved slots: never more tasks
-        // than there are.
-        report.queue_depth.max.min(submitted as usize),
-        enqueue_s,
-    ))
+    Ok(Sample {
+        first_error: report.errors.first().cloned(),
+        ..sample(
+            submitted,
+            completed,
+            c.succeeded,
+            c.duplicates,
+            completed - c.succeeded - c.duplicates,
+            makespan_s,
+            report.latency_ms,
+            // `submit_iter` reserves slots a chunk at a time, and the admission
+            // counter's high-water mark counts reserved slots: never more tasks
+            // than there are.
+            report.queue_depth.max.min(submitted as usize),
+            enqueue_s,
+        )
+    })
 }
 
 /// Baseline and classic, behind one shape.
@@ -270,6 +308,8 @@ struct Recording {
     times: Vec<(u64, u64)>,
     succeeded: u64,
     failed: u64,
+    duplicates: u64,
+    first_error: Option<String>,
 }
 
 impl Observer for Recording {
@@ -278,8 +318,19 @@ impl Observer for Recording {
         self.times.push((job.submitted_at, finished_at));
         match result {
             Ok(_) => self.succeeded += 1,
-            Err(_) => self.failed += 1,
+            Err(e) => {
+                self.failed += 1;
+                if self.first_error.is_none() {
+                    self.first_error = Some(format!("{}: {}", e.kind, e.message));
+                }
+            }
         }
+    }
+
+    #[inline]
+    fn duplicate(&mut self, job: Job, finished_at: u64) {
+        self.times.push((job.submitted_at, finished_at));
+        self.duplicates += 1;
     }
 }
 
@@ -294,6 +345,8 @@ fn run_pool<P: Pool>(
         times: Vec::with_capacity(per_worker),
         succeeded: 0,
         failed: 0,
+        duplicates: 0,
+        first_error: None,
     };
     let start_error = |e| BenchError::io("cannot start a worker thread", e);
     if !scenario.queue_first {
@@ -317,28 +370,34 @@ fn run_pool<P: Pool>(
 
     let clock = quanta::Clock::new();
     let mut latency = Recorder::new();
-    let (mut succeeded, mut failed) = (0, 0);
+    let (mut succeeded, mut failed, mut duplicates) = (0, 0, 0);
     let mut submits = Vec::with_capacity(submitted as usize);
     let mut finishes = Vec::with_capacity(submitted as usize);
+    let first_error = recordings.iter().find_map(|r| r.first_error.clone());
     for r in &recordings {
         succeeded += r.succeeded;
         failed += r.failed;
+        duplicates += r.duplicates;
         for &(s, f) in &r.times {
             latency.complete(clock.delta_as_nanos(s, f));
             submits.push(s);
             finishes.push(f);
         }
     }
-    Ok(sample(
-        submitted,
-        succeeded + failed,
-        succeeded,
-        failed,
-        makespan_s,
-        Percentiles::from_histogram(&latency.latency),
-        max_depth(submits, finishes),
-        enqueue_s,
-    ))
+    Ok(Sample {
+        first_error,
+        ..sample(
+            submitted,
+            succeeded + failed + duplicates,
+            succeeded,
+            duplicates,
+            failed,
+            makespan_s,
+            Percentiles::from_histogram(&latency.latency),
+            max_depth(submits, finishes),
+            enqueue_s,
+        )
+    })
 }
 
 /// The most tasks held at once, from every task's submit and finish times
@@ -363,6 +422,7 @@ fn sample(
     submitted: u64,
     completed: u64,
     succeeded: u64,
+    duplicates: u64,
     failed: u64,
     makespan_s: f64,
     latency_ms: Percentiles,
@@ -390,6 +450,9 @@ fn sample(
         latency_ms,
         depth_max,
         enqueue_s,
+        duplicates,
+        db_rows: None,
+        first_error: None,
     }
 }
 

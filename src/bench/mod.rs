@@ -356,6 +356,9 @@ pub struct Sample {
     /// exactly one per unique key.
     #[serde(default)]
     pub db_rows: Option<u64>,
+    /// The first failed task's error, if any task failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
 }
 
 impl Sample {
@@ -462,6 +465,11 @@ pub struct ScenarioResult {
     pub engines: Vec<EngineSummary>,
     /// `cpu` only: all tasks' processing on one thread, seconds, per repeat.
     pub work_s: Option<Stat>,
+    /// `dedup` only: one 4 KiB write + `fdatasync` in the databases'
+    /// directory, milliseconds, probed before each repeat (the Python designs'
+    /// throughput is a few syncs per key, group commit's one per batch).
+    #[serde(default)]
+    pub fsync_ms: Option<Stat>,
 }
 
 impl ScenarioResult {

@@ -59,6 +59,30 @@ pub fn render_scenario(r: &ScenarioResult) -> String {
         }
         s.push('\n');
     }
+    if let Some(f) = r.fsync_ms {
+        let _ = writeln!(
+            s,
+            "  fsync of 4 KiB in the databases' directory: {:.2} ms median [{:.2}-{:.2}] over repeats",
+            f.median, f.min, f.max
+        );
+    }
+    for e in &r.engines {
+        if let Some(d) = e.duplicates {
+            let rows: Vec<String> = e
+                .samples
+                .iter()
+                .filter_map(|s| s.db_rows.map(|n| n.to_string()))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  {} detected {:.0} duplicates (median) of {} keys; rows checked per run: {} (one per unique key); tasks/s = keys/s, makespan up to the last commit",
+                e.engine.name(),
+                d.median,
+                r.scenario.tasks,
+                if rows.is_empty() { "-".to_string() } else { rows.join(", ") },
+            );
+        }
+    }
     for e in &r.engines {
         if let Some(q) = e.enqueue_s {
             let _ = writeln!(
@@ -110,7 +134,7 @@ pub const CSV_HEADER: &str =
     "scenario,workload,engine,tasks,workers,producers,capacity,latency_ms,queue_first,runs,\
 throughput_median,throughput_min,throughput_max,makespan_median_s,makespan_min_s,makespan_max_s,\
 ideal_makespan_s,makespan_vs_ideal,latency_mean_ms,latency_p50_ms,latency_p95_ms,latency_p99_ms,\
-error_rate,depth_max,depth_mean,vs_baseline,parallel_efficiency,enqueue_s";
+error_rate,depth_max,depth_mean,vs_baseline,parallel_efficiency,enqueue_s,duplicates,durability,duplicates_detected";
 
 /// One CSV row per (scenario, engine), medians unless named otherwise.
 pub fn to_csv(file: &BenchFile) -> String {
@@ -123,7 +147,7 @@ pub fn to_csv(file: &BenchFile) -> String {
         for e in &r.engines {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&sc.name),
                 sc.workload.name(),
                 e.engine.name(),
@@ -152,6 +176,13 @@ pub fn to_csv(file: &BenchFile) -> String {
                 opt(e.vs_baseline),
                 med(e.parallel_efficiency),
                 med(e.enqueue_s),
+                sc.duplicates,
+                if sc.workload == super::Workload::Dedup {
+                    sc.durability.name()
+                } else {
+                    ""
+                },
+                med(e.duplicates),
             );
         }
     }

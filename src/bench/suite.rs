@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::dedup::{fsync_ms, unique_keys, verify, DedupDurability, ScratchDir};
 use super::driver::{run_once, SubmitStyle};
 use super::workload::{build_tasks, single_thread_work_s};
 use super::{
@@ -15,9 +16,14 @@ use crate::processor::Processor;
 /// Runs every repeat of `scenario`, the engines in turn within each repeat,
 /// and aggregates. `progress` is told about each run as it ends.
 ///
+/// A `dedup` run gets a fresh database in a new [`ScratchDir`] and is
+/// [`verify`]-checked after it ends; the directory is removed unless the
+/// check failed.
+///
 /// # Errors
 ///
-/// [`BenchError`] for a bad scenario or an engine that cannot start.
+/// [`BenchError`] for a bad scenario, an engine that cannot start, or a
+/// `dedup` run whose database fails the check.
 pub fn run_scenario(
     scenario: &Scenario,
     progress: &mut dyn FnMut(&str),
@@ -25,15 +31,27 @@ pub fn run_scenario(
     scenario.validate()?;
     let processor: Arc<dyn Processor> = scenario.workload.processor(scenario)?;
     let tasks = build_tasks(scenario);
+    let dedup = scenario.workload == Workload::Dedup;
+    let keys = if dedup {
+        unique_keys(&tasks)
+    } else {
+        Default::default()
+    };
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scenario.engines.len()];
     let mut work_s = Vec::new();
+    let mut syncs = Vec::new();
     for r in 0..scenario.repeat {
         if scenario.workload == Workload::Cpu {
             work_s.push(single_thread_work_s(&*processor, &tasks));
         }
+        if dedup {
+            syncs.push(fsync_ms(ScratchDir::new()?.path())?);
+        }
         for (e, &engine) in scenario.engines.iter().enumerate() {
-            let s = run_once(engine, scenario, &processor, tasks.clone())?;
-            progress(&format!(
+            let mut scratch = dedup.then(ScratchDir::new).transpose()?;
+            let db = scratch.as_ref().map(ScratchDir::db);
+            let mut s = run_once(engine, scenario, &processor, tasks.clone(), db.as_deref())?;
+            let mut line = format!(
                 "{} {} run {}/{}: {:.0} tasks/s, makespan {:.3} s",
                 scenario.name,
                 engine.name(),
@@ -41,11 +59,41 @@ pub fn run_scenario(
                 scenario.repeat,
                 s.throughput_per_s,
                 s.makespan_s
-            ));
+            );
+            if let (Some(dir), Some(db)) = (&mut scratch, &db) {
+                match verify(engine, db, &keys, &s) {
+                    Ok(rows) => s.db_rows = Some(rows),
+                    Err(e) => {
+                        dir.keep();
+                        return Err(BenchError::Verify {
+                            engine: engine.name(),
+                            message: format!(
+                                "{} (run {}; database kept at {})",
+                                match e {
+                                    BenchError::Verify { message, .. } => message,
+                                    other => other.to_string(),
+                                },
+                                r + 1,
+                                db.display()
+                            ),
+                        });
+                    }
+                }
+                line.push_str(&format!(
+                    ", {} duplicates, {} rows checked",
+                    s.duplicates,
+                    s.db_rows.unwrap_or(0)
+                ));
+            }
+            progress(&line);
             samples[e].push(s);
         }
     }
-    Ok(summarize(scenario, samples, work_s))
+    let mut result = summarize(scenario, samples, work_s);
+    if dedup {
+        result.fsync_ms = Some(Stat::of(syncs));
+    }
+    Ok(result)
 }
 
 /// Aggregates per-engine samples (`samples[i]` belongs to `scenario.engines[i]`)
@@ -98,6 +146,8 @@ pub fn summarize(
                 enqueue_s: scenario
                     .queue_first
                     .then(|| stat(|s| s.enqueue_s.unwrap_or(f64::NAN))),
+                duplicates: (scenario.workload == Workload::Dedup)
+                    .then(|| stat(|s| s.duplicates as f64)),
                 samples: runs,
             }
         })
@@ -115,6 +165,7 @@ pub fn summarize(
         scenario: scenario.clone(),
         engines,
         work_s: (!work_s.is_empty()).then(|| Stat::of(work_s)),
+        fsync_ms: None,
     }
 }
 
@@ -123,7 +174,11 @@ pub fn summarize(
 #[serde(rename_all = "lowercase")]
 pub enum SuiteName {
     /// The numbers PERF.md tracks: the seed scenario, 1M no-op tasks, a 50k
-    /// backlog queued first, CPU-bound tasks; 5 repeats each.
+    /// backlog queued first, CPU-bound tasks, and deduplication (200k keys
+    /// with 30% repeats through taskq in both durability modes; 500 keys
+    /// through every engine, since the Python designs commit each new key
+    /// with a few fsyncs: ~80 keys/s at 5 ms per fsync, one minute per 5k
+    /// keys); 5 repeats each.
     Standard,
     /// The same shapes, tiny (a few seconds in all): for tests and CI.
     Smoke,
@@ -154,6 +209,13 @@ impl SuiteName {
             repeat: 5,
             engines: all.clone(),
             taskq_submit: SubmitStyle::Batch,
+            durability: DedupDurability::Batch,
+        };
+        let dedup = |name: &str, tasks, engines: &[EngineKind], durability| Scenario {
+            duplicates: 0.3,
+            engines: engines.to_vec(),
+            durability,
+            ..base(name, Workload::Dedup, tasks, 2, 1, 1024)
         };
         match self {
             SuiteName::Standard => vec![
@@ -167,6 +229,19 @@ impl SuiteName {
                     ..base("noop-50k-queue-first", Workload::Noop, 50_000, 2, 1, 1024)
                 },
                 base("cpu-100k", Workload::Cpu, 100_000, 2, 1, 1024),
+                dedup(
+                    "dedup-200k",
+                    200_000,
+                    &[EngineKind::Taskq],
+                    DedupDurability::Batch,
+                ),
+                dedup(
+                    "dedup-200k-group-commit",
+                    200_000,
+                    &[EngineKind::Taskq],
+                    DedupDurability::GroupCommit,
+                ),
+                dedup("dedup-500", 500, &all, DedupDurability::Batch),
             ],
             SuiteName::Smoke => vec![
                 Scenario {
@@ -191,6 +266,10 @@ impl SuiteName {
                 Scenario {
                     repeat: 2,
                     ..base("cpu-smoke", Workload::Cpu, 500, 2, 1, 64)
+                },
+                Scenario {
+                    repeat: 2,
+                    ..dedup("dedup-smoke", 300, &all, DedupDurability::GroupCommit)
                 },
             ],
         }

@@ -155,7 +155,7 @@ pub(crate) struct Idem {
 /// State shared by the engine handle, submitters, workers, the writer and the timer.
 pub(crate) struct Shared {
     pub(crate) admission: Admission,
-    pub(crate) scheduler: Scheduler<Job>,
+    pub(crate) scheduler: Scheduler<Box<Job>>,
     pub(crate) clock: quanta::Clock,
     processor: Box<dyn Processor>,
     pub(crate) mode: AdmissionMode,
@@ -315,6 +315,7 @@ impl SubmitError {
 /// # Examples
 ///
 /// ```
+/// # if cfg!(feature = "loom") { return Ok(()); }
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use std::sync::Arc;
 /// use taskq::{Engine, EngineConfig, Noop, Outcome, Task};
@@ -371,6 +372,7 @@ impl EngineBuilder {
 /// # Examples
 ///
 /// ```
+/// # if cfg!(feature = "loom") { return; }
 /// use taskq::{Engine, EngineConfig, Noop, Task};
 /// let engine = Engine::start(EngineConfig::default(), Noop).unwrap();
 /// let submitter = engine.submitter();
@@ -458,7 +460,7 @@ impl Engine {
 
     fn spawn_threads(
         &mut self,
-        locals: Vec<crate::sync::deque::Worker<Job>>,
+        locals: Vec<crate::sync::deque::Worker<Box<Job>>>,
         release_batch: usize,
     ) -> Result<(), Error> {
         let spawn_err = |what: &str| {
@@ -472,7 +474,7 @@ impl Engine {
                 .spawn(move || {
                     s.delay.run(|mut job, expired| {
                         job.expired = expired;
-                        s.scheduler.push(job);
+                        s.scheduler.push(Box::new(job));
                     })
                 })
                 .map_err(spawn_err("retry timer"))?,

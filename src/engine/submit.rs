@@ -25,7 +25,7 @@ fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed) + n, Relaxed);
 }
 
-/// A producer's handle: submits tasks to an [`Engine`].
+/// A producer's handle: submits tasks to an [`Engine`](crate::Engine).
 ///
 /// Clone one per producer thread. A handle is `Send` but not `Sync`: it owns a
 /// lane (a deque only it pushes to, which workers steal from) and its own
@@ -36,6 +36,7 @@ fn bump(counter: &AtomicU64, n: u64) {
 /// # Examples
 ///
 /// ```
+/// # if cfg!(feature = "loom") { return; }
 /// use taskq::{Engine, EngineConfig, Noop, Task};
 /// let engine = Engine::start(EngineConfig { workers: 2, ..Default::default() }, Noop).unwrap();
 /// let producers: Vec<_> = (0..4)
@@ -59,7 +60,7 @@ pub struct Submitter {
     shared: Arc<Shared>,
     stats: Arc<ProducerStats>,
     /// Always `Some` until dropped.
-    lane: Option<Lane<Job>>,
+    lane: Option<Lane<Box<Job>>>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -80,7 +81,7 @@ impl Submitter {
     }
 
     #[inline]
-    fn lane(&self) -> &Lane<Job> {
+    fn lane(&self) -> &Lane<Box<Job>> {
         self.lane.as_ref().expect("a live submitter has a lane")
     }
 
@@ -123,7 +124,7 @@ impl Submitter {
                 bump(&self.stats.admitted, 1);
                 self.shared
                     .scheduler
-                    .push_lane(self.lane(), Job::new(task, submitted_at));
+                    .push_lane(self.lane(), Box::new(Job::new(task, submitted_at)));
                 Ok(())
             }
             Err(e) => Err(self.refused(e, task)),
@@ -159,6 +160,7 @@ impl Submitter {
     /// # Examples
     ///
     /// ```
+    /// # if cfg!(feature = "loom") { return; }
     /// use taskq::{Engine, EngineConfig, Noop, Task};
     /// let engine = Engine::start(EngineConfig { workers: 2, capacity: 64, ..Default::default() }, Noop).unwrap();
     /// let task = Task::new("img/a.jpg", "200x200".parse().unwrap()).unwrap();
@@ -187,7 +189,7 @@ impl Submitter {
                 .chain(tasks.by_ref().take(reserved - 1))
                 .map(|task| {
                     used += 1;
-                    Job::new(task, submitted_at)
+                    Box::new(Job::new(task, submitted_at))
                 });
             self.shared.scheduler.push_lane_all(self.lane(), chunk);
             if used < reserved && admission.release(reserved - used).is_some() {

@@ -28,7 +28,19 @@ const BLOCK_WORDS: usize = 8;
 /// little higher than an unblocked filter of the same size (~1% at 10 bits per
 /// key becomes ~1.5%), which costs an occasional store lookup, never a wrong
 /// answer.
-pub(crate) struct Bloom {
+///
+/// Public (through `taskq::internals`) for the criterion benches only.
+///
+/// # Examples
+///
+/// ```
+/// # if cfg!(feature = "loom") { return; }
+/// use taskq::internals::Bloom;
+/// let bloom = Bloom::with_capacity(1_000);
+/// bloom.insert("img/000001.jpg:200x200");
+/// assert!(bloom.may_contain("img/000001.jpg:200x200"));
+/// ```
+pub struct Bloom {
     words: Box<[AtomicU64]>,
     /// Blocks − 1 (a power of two minus one).
     block_mask: u64,
@@ -38,7 +50,7 @@ pub(crate) struct Bloom {
 impl Bloom {
     /// A filter sized for `expected` keys at 10 bits per key, rounded up to a
     /// power of two; at least 2^16 bits, at most 2^31.
-    pub(crate) fn with_capacity(expected: u64) -> Self {
+    pub fn with_capacity(expected: u64) -> Self {
         let bits = (expected.saturating_mul(10))
             .clamp(1 << 16, 1 << 31)
             .next_power_of_two();
@@ -51,7 +63,7 @@ impl Bloom {
     }
 
     /// Bytes of memory the bits take.
-    pub(crate) fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.words.len() * 8
     }
 
@@ -70,17 +82,18 @@ impl Bloom {
         (block, bits)
     }
 
-    /// Adds `key`.
-    pub(crate) fn insert(&self, key: &str) {
+    /// Adds `key` (from any thread).
+    pub fn insert(&self, key: &str) {
         let (block, bits) = self.probes(key);
         for bit in bits {
             self.words[block + bit / 64].fetch_or(1 << (bit % 64), Relaxed);
         }
     }
 
-    /// False if `key` was certainly never added.
+    /// False if `key` was certainly never added; true if it was, or (rarely)
+    /// if another key set the same bits.
     #[inline]
-    pub(crate) fn may_contain(&self, key: &str) -> bool {
+    pub fn may_contain(&self, key: &str) -> bool {
         let (block, mut bits) = self.probes(key);
         bits.all(|bit| self.words[block + bit / 64].load(Relaxed) & (1 << (bit % 64)) != 0)
     }

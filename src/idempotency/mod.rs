@@ -2,12 +2,12 @@
 //! a run, across runs, across a crash — at a cost close to an in-memory map.
 //!
 //! - [`claim`]: the DashMap hot cache and the claim protocol over it.
-//! - [`bloom`]: a Bloom filter over recorded keys, so that a truly new key never
+//! - `bloom`: a Bloom filter over recorded keys, so that a truly new key never
 //!   costs a store lookup.
 //! - [`store`]: the [`Store`] trait (history lookup, batch commit, dead letters).
 //! - [`sqlite`]: the embedded SQLite store (WAL, versioned schema).
 //! - [`handoff`]: the bounded queue from workers to the writer.
-//! - [`writer`]: the write-behind batcher thread that owns the write connection.
+//! - `writer`: the write-behind batcher thread that owns the write connection.
 
 pub(crate) mod bloom;
 pub mod claim;

@@ -84,8 +84,9 @@ impl Sleep {
     /// over) holds once it has announced itself. May return spuriously: callers
     /// loop and look for work again.
     pub fn sleep(&self, ready: impl Fn() -> bool) {
+        // Loom only: with `Fault::NoRecheck` the re-check in step 3 never sees
+        // work, so the worker announces itself and waits without looking again.
         #[cfg(feature = "loom")]
-        // The bug: announce, then wait without looking again.
         let ready = || self.fault != Some(Fault::NoRecheck) && ready();
         let guard = lock(&self.lock);
         self.sleepers.fetch_add(1, SeqCst);
@@ -106,7 +107,8 @@ impl Sleep {
         if self.sleepers.load(SeqCst) > 0 {
             #[cfg(feature = "loom")]
             if self.fault == Some(Fault::UnlockedNotify) {
-                // The bug: the signal can fall between a re-check and a wait.
+                // Loom only, `Fault::UnlockedNotify`: without the lock the signal
+                // can fall between a worker's re-check and its wait.
                 self.wake.notify_one();
                 return;
             }

@@ -45,15 +45,8 @@ thread_local! {
 
 /// Runs `f` with `fault` injected into every `Admission` and `Sleep` it
 /// constructs on this thread (each type takes only the faults that concern it).
-///
-/// # Examples
-///
-/// ```ignore
-/// loom::model(|| {
-///     let admission = with_fault(Fault::SkipNotify, || Admission::new(1));
-///     // ... a model that loom must reject ...
-/// });
-/// ```
+/// Inside a model: `with_fault(Fault::SkipNotify, || Admission::new(1))`, or
+/// `with_fault(Fault::SplitClose, || Engine::start(config, processor))`.
 pub fn with_fault<R>(fault: Fault, f: impl FnOnce() -> R) -> R {
     struct Reset(Option<Fault>);
     impl Drop for Reset {

@@ -68,6 +68,8 @@ pub(crate) use backoff::Backoff;
 /// Locks a mutex, treating poisoning as recoverable: every protected state in the
 /// crate stays consistent across a panic (updates are single assignments), and a
 /// panicking processor is caught before it can poison anything.
+// Under loom, `LOOM_LOCATION` then names the caller, not this helper.
+#[cfg_attr(feature = "loom", track_caller)]
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -76,6 +78,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Waits on a condition variable, with the same poisoning policy as [`lock`].
+// Under loom, `LOOM_LOCATION` then names the caller, not this helper.
+#[cfg_attr(feature = "loom", track_caller)]
 pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
     match cv.wait(guard) {
         Ok(g) => g,
@@ -85,6 +89,8 @@ pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<
 
 /// Waits on a condition variable for at most `timeout`.
 #[cfg_attr(feature = "loom", allow(dead_code))]
+// Under loom, `LOOM_LOCATION` then names the caller, not this helper.
+#[cfg_attr(feature = "loom", track_caller)]
 pub(crate) fn wait_timeout<'a, T>(
     cv: &Condvar,
     guard: MutexGuard<'a, T>,
