@@ -51,13 +51,15 @@ impl Shared {
     /// job when it went straight on, or a fresh reading after it was idle. So
     /// service time is the worker's whole time on the task, fetching included,
     /// and costs one clock read per task instead of two.
-    pub(crate) fn execute(&self, mut job: Job, start: u64, ctx: &mut WorkerCtx) -> u64 {
-        if job.retry_queued_at != 0 {
-            ctx.recorder.retry_wait_ns += u128::from(
-                self.clock
-                    .delta_as_nanos(job.retry_queued_at, self.clock.raw()),
-            );
-            job.retry_queued_at = 0;
+    pub(crate) fn execute(&self, mut job: Box<Job>, start: u64, ctx: &mut WorkerCtx) -> u64 {
+        let mut expired = false;
+        if let Some(retry) = &mut job.retry {
+            if retry.queued_at != 0 {
+                ctx.recorder.retry_wait_ns +=
+                    u128::from(self.clock.delta_as_nanos(retry.queued_at, self.clock.raw()));
+                retry.queued_at = 0;
+            }
+            expired = retry.expired;
         }
         if !job.claimed {
             match self.claim(&mut job, ctx) {
@@ -68,15 +70,15 @@ impl Shared {
                     return end;
                 }
                 Claimed::Deferred => {
-                    job.retry_queued_at = self.clock.raw();
+                    job.retry_mut().queued_at = self.clock.raw();
                     self.delay
                         .push(job, Instant::now() + std::time::Duration::from_millis(1));
                     return self.clock.raw();
                 }
             }
         }
-        if job.expired || self.expiring.load(Relaxed) {
-            let reason = match job.last_error.take() {
+        if expired || self.expiring.load(Relaxed) {
+            let reason = match job.retry.as_mut().and_then(|r| r.last_error.take()) {
                 Some(e) => format!("shutdown timed out while waiting to retry (last error: {e})"),
                 None => "shutdown timed out before the task ran".to_string(),
             };
@@ -224,7 +226,7 @@ impl Shared {
     }
 
     /// Step 4, success.
-    fn succeed(&self, job: Job, output: Output, end: u64, ctx: &mut WorkerCtx) {
+    fn succeed(&self, job: Box<Job>, output: Output, end: u64, ctx: &mut WorkerCtx) {
         let Some(idem) = &self.idem else {
             ctx.recorder.succeeded += 1;
             self.observe(&job.task, Outcome::Succeeded { output: &output });
@@ -258,21 +260,23 @@ impl Shared {
     }
 
     /// Step 4, retry: the job waits in the delay queue, not on this worker.
-    fn schedule_retry(&self, mut job: Job, e: ProcessError, ctx: &mut WorkerCtx) {
+    fn schedule_retry(&self, mut job: Box<Job>, e: ProcessError, ctx: &mut WorkerCtx) {
         let number = job.task.attempts;
         ctx.recorder.retried += 1;
         *ctx.recorder.retries_by_attempt.entry(number).or_insert(0) += 1;
-        if job.first_failed_at == 0 {
-            job.first_failed_at = unix_millis();
-        }
         let delay = self.retry.delay(&job.task.idempotency_key, number);
-        job.last_error = Some(Box::new(e));
-        job.retry_queued_at = self.clock.raw();
+        let now = self.clock.raw();
+        let retry = job.retry_mut();
+        if retry.first_failed_at == 0 {
+            retry.first_failed_at = unix_millis();
+        }
+        retry.last_error = Some(e);
+        retry.queued_at = now;
         self.delay.push(job, Instant::now() + delay);
     }
 
     /// Step 4, failure for good: dead-letter (with a store) or fail.
-    fn fail_for_good(&self, job: Job, e: ProcessError, end: u64, ctx: &mut WorkerCtx) {
+    fn fail_for_good(&self, job: Box<Job>, e: ProcessError, end: u64, ctx: &mut WorkerCtx) {
         let Some(idem) = &self.idem else {
             ctx.recorder.failed += 1;
             self.observe(&job.task, Outcome::Failed { error: &e });
@@ -295,10 +299,9 @@ impl Shared {
             kind: e.kind.to_string(),
             message: e.message,
             attempts: job.task.attempts,
-            first_failed_at: if job.first_failed_at == 0 {
-                now
-            } else {
-                job.first_failed_at
+            first_failed_at: match job.retry.as_ref().map(|r| r.first_failed_at) {
+                Some(t) if t != 0 => t,
+                _ => now,
             },
             last_failed_at: now,
         };

@@ -59,12 +59,20 @@ pub(crate) struct Job {
     pub(crate) submitted_at: u64,
     /// This job holds its key's claim (set by its first attempt).
     pub(crate) claimed: bool,
-    /// When its first attempt failed, Unix milliseconds (0: none yet).
+    /// State of a job that has been through the delay queue (boxed: most jobs
+    /// never are, and a small job moves between threads cheaply).
+    pub(crate) retry: Option<Box<RetryState>>,
+}
+
+/// What a job that waited in the delay queue carries.
+#[derive(Default)]
+pub(crate) struct RetryState {
+    /// When its first attempt failed, Unix milliseconds (0: none failed).
     pub(crate) first_failed_at: u64,
     /// Clock reading when it entered the delay queue (0: not waiting).
-    pub(crate) retry_queued_at: u64,
+    pub(crate) queued_at: u64,
     /// The error that sent it to the delay queue.
-    pub(crate) last_error: Option<Box<ProcessError>>,
+    pub(crate) last_error: Option<ProcessError>,
     /// Handed back by an expiring delay queue: dead-letter, do not run.
     pub(crate) expired: bool,
 }
@@ -75,11 +83,13 @@ impl Job {
             task,
             submitted_at,
             claimed: false,
-            first_failed_at: 0,
-            retry_queued_at: 0,
-            last_error: None,
-            expired: false,
+            retry: None,
         }
+    }
+
+    /// The retry state, created on first use.
+    pub(crate) fn retry_mut(&mut self) -> &mut RetryState {
+        self.retry.get_or_insert_with(Default::default)
     }
 }
 
@@ -161,7 +171,7 @@ pub(crate) struct Shared {
     pub(crate) mode: AdmissionMode,
     pub(crate) idem: Option<Idem>,
     retry: RetryPolicy,
-    delay: DelayQueue<Job>,
+    delay: DelayQueue<Box<Job>>,
     task_timeout: Option<Duration>,
     panic_class: ErrorClass,
     observer: Option<Box<dyn Observer>>,
@@ -473,8 +483,8 @@ impl Engine {
                 .name("taskq-retry-timer".into())
                 .spawn(move || {
                     s.delay.run(|mut job, expired| {
-                        job.expired = expired;
-                        s.scheduler.push(Box::new(job));
+                        job.retry_mut().expired = expired;
+                        s.scheduler.push(job);
                     })
                 })
                 .map_err(spawn_err("retry timer"))?,

@@ -33,7 +33,7 @@ pub(crate) fn run(
                 ctx.recorder.steals += 1;
             }
             let start = last_end.unwrap_or_else(|| shared.clock.raw());
-            last_end = Some(shared.execute(*job, start, &mut ctx));
+            last_end = Some(shared.execute(job, start, &mut ctx));
             continue;
         }
         last_end = None;
@@ -49,7 +49,7 @@ pub(crate) fn run(
                     ctx.recorder.steals += 1;
                 }
                 let start = shared.clock.raw();
-                last_end = Some(shared.execute(*job, start, &mut ctx));
+                last_end = Some(shared.execute(job, start, &mut ctx));
                 continue 'work;
             }
         }
