@@ -423,9 +423,8 @@ impl Report {
             dmean = self.queue_depth.mean,
             retried = c.retried,
         );
-        for e in &self.errors {
-            s.push_str("\nerror: ");
-            s.push_str(e);
+        if !self.errors.is_empty() {
+            s.push_str(&format!("\n{} error(s): see stderr and the report", self.errors.len()));
         }
         s
     }

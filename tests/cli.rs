@@ -1132,7 +1132,8 @@ fn stdin_bad_record_stops_admission_there_and_fails_the_run() {
     assert_no_panic(&o);
     assert_eq!(o.code, Some(1), "{o:#?}");
     assert!(o.stdout.starts_with("Failed: 2 succeeded"), "{o:#?}");
-    assert!(o.stdout.contains("error: <stdin>:3:"), "{o:#?}");
+    assert!(o.stdout.contains("1 error(s)"), "{o:#?}");
+    assert!(o.stderr.starts_with("error: <stdin>:3:"), "{o:#?}");
     let r = read_json(&report);
     assert_report_shape(&r);
     assert_report_consistent(&r);

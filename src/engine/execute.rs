@@ -6,8 +6,10 @@
 //! 1. First attempt only: claim the idempotency key ([`claim`](crate::idempotency::claim)).
 //!    A duplicate or a conflict completes at once; a key in flight for a task
 //!    with other parameters sends the job to the delay queue for a moment.
-//! 2. If shutdown timed out, the task is not run: it is dead-lettered with kind
-//!    `shutdown` (nothing is dropped silently).
+//! 2. If the store failed earlier, the task is not run: it fails unrecorded with
+//!    kind `storage_unavailable` (a rerun does it). If shutdown timed out, it is
+//!    not run either: it is dead-lettered with kind `shutdown` (nothing is
+//!    dropped silently).
 //! 3. The attempt runs under `catch_unwind` with its deadline; a panic is a failed
 //!    attempt (class configurable, permanent by default), an attempt that overran
 //!    its deadline is a transient `timeout`.
@@ -76,6 +78,26 @@ impl Shared {
                     return self.clock.raw();
                 }
             }
+        }
+        if self.storage_down.load(Relaxed) {
+            // Nothing more is run once records cannot be kept: the task is
+            // failed unrecorded (and the dead-letter queue lives in the same
+            // store), so a rerun of the input does it.
+            let end = self.clock.raw();
+            if job.claimed {
+                if let Some(idem) = &self.idem {
+                    idem.table.abandon(&job.task.idempotency_key);
+                }
+            }
+            let e = ProcessError::transient(
+                "storage_unavailable",
+                "not run: the store failed earlier in this run",
+            );
+            ctx.recorder.failure(e.class, &e.kind);
+            ctx.recorder.failed += 1;
+            self.observe(&job.task, Outcome::Failed { error: &e });
+            self.complete(job.submitted_at, end, ctx);
+            return end;
         }
         if expired || self.expiring.load(Relaxed) {
             let reason = match job.retry.as_mut().and_then(|r| r.last_error.take()) {

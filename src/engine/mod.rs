@@ -178,6 +178,9 @@ pub(crate) struct Shared {
     /// Set when shutdown timed out: tasks not yet run are dead-lettered.
     /// Written once by `shutdown`, read by workers.
     expiring: AtomicBool,
+    /// Set when the writer failed: admission is closed and tasks not yet run
+    /// are failed unrecorded. Written once by the writer, read by workers.
+    storage_down: AtomicBool,
     /// Completed tasks per worker, for live progress. Each slot is written only by
     /// its worker (a plain store), read by [`Engine::progress`].
     completed: Box<[CachePadded<AtomicU64>]>,
@@ -249,6 +252,7 @@ impl Shared {
     }
 
     fn storage_failed(&self, error: String) {
+        self.storage_down.store(true, Relaxed);
         let mut slot = lock(&self.storage_error);
         if slot.is_none() {
             *slot = Some(error);
@@ -444,6 +448,7 @@ impl Engine {
             panic_class: config.panic_class,
             observer,
             expiring: AtomicBool::new(false),
+            storage_down: AtomicBool::new(false),
             completed: (0..config.workers)
                 .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),

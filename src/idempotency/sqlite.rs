@@ -113,15 +113,26 @@ pub struct SqliteStore {
 fn sql_err<'a>(path: &'a Path, what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
     let what = what.to_string();
     move |e| {
+        use rusqlite::ErrorCode as C;
+        let mut context = format!("{}: {what}", path.display());
         if let rusqlite::Error::SqliteFailure(f, _) = &e {
-            if f.code == rusqlite::ErrorCode::NotADatabase {
-                return StoreError::NotTaskq {
-                    path: path.display().to_string(),
-                    message: "not a SQLite database (or it is corrupt or encrypted)".into(),
-                };
+            match f.code {
+                C::NotADatabase => {
+                    return StoreError::NotTaskq {
+                        path: path.display().to_string(),
+                        message: "not a SQLite database (or it is corrupt or encrypted)".into(),
+                    }
+                }
+                C::DatabaseBusy | C::DatabaseLocked => context.push_str(
+                    " (another process holds its write lock; waited --busy-timeout-ms)",
+                ),
+                C::ReadOnly => context.push_str(" (the file or its directory is read-only)"),
+                C::DiskFull => context.push_str(" (disk full)"),
+                C::DatabaseCorrupt => context.push_str(" (the file is corrupt)"),
+                _ => {}
             }
         }
-        StoreError::sqlite(format!("{}: {what}", path.display()), e)
+        StoreError::sqlite(context, e)
     }
 }
 
@@ -159,6 +170,26 @@ impl SqliteStore {
             });
         }
         migrate(&mut conn, &path)?;
+        // Fail now, before any work, if the file cannot be written (read-only
+        // file or directory, or another process holding the write lock past
+        // the busy timeout).
+        let read_only = conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(sql_err(&path, "cannot open database"))?;
+        if read_only {
+            return Err(StoreError::sqlite(
+                format!(
+                    "{}: cannot write to the database (the file or its directory is read-only)",
+                    path.display()
+                ),
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                    None,
+                ),
+            ));
+        }
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
+            .map_err(sql_err(&path, "cannot write to the database"))?;
         Ok(SqliteStore { path, options })
     }
 

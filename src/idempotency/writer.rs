@@ -163,9 +163,14 @@ fn save_unsaved(settings: &WriterSettings, report: &mut WriterReport, batch: &[P
         text.push('\n');
     }
     let path = &settings.recovery_path;
-    let written = OpenOptions::new()
-        .create(true)
-        .append(true)
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let written = options
         .open(path)
         .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()));
     report.unsaved += batch.len() as u64;
