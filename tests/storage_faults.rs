@@ -23,7 +23,14 @@ fn write_tasks(dir: &Path, n: usize) {
 fn taskq(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskq"));
     cmd.current_dir(dir)
-        .args(["run", "--tasks", "tasks.ndjson", "--no-progress", "--latency-ms", "0"])
+        .args([
+            "run",
+            "--tasks",
+            "tasks.ndjson",
+            "--no-progress",
+            "--latency-ms",
+            "0",
+        ])
         .args(["--effects-log", "effects.log", "--report", "report.json"]);
     cmd
 }
@@ -67,7 +74,10 @@ fn a_locked_database_waits_the_busy_timeout_then_fails_clearly() {
     let waited = start.elapsed();
     refused_before_work(d, &out, "database is locked");
     assert!(stderr(&out).contains("--busy-timeout-ms"));
-    assert!(waited >= Duration::from_millis(250), "it must wait the busy timeout");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "it must wait the busy timeout"
+    );
     holder.execute_batch("ROLLBACK").unwrap();
     // Once the lock is gone the same command works.
     let out = taskq(d).args(["--db", "t.db"]).output().unwrap();
@@ -93,8 +103,11 @@ fn a_read_only_database_fails_before_work() {
     let mut cmd = if is_root() {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::write(d.join("effects.log"), "").unwrap();
-        std::fs::set_permissions(d.join("effects.log"), std::fs::Permissions::from_mode(0o666))
-            .unwrap();
+        std::fs::set_permissions(
+            d.join("effects.log"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
         // The directory stays writable for the logs; the database files are not.
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -105,7 +118,14 @@ fn a_read_only_database_fails_before_work() {
     };
     let out = cmd
         .current_dir(d)
-        .args(["run", "--tasks", "tasks.ndjson", "--no-progress", "--latency-ms", "0"])
+        .args([
+            "run",
+            "--tasks",
+            "tasks.ndjson",
+            "--no-progress",
+            "--latency-ms",
+            "0",
+        ])
         .args(["--effects-log", "effects.log", "--db", "t.db"])
         .output()
         .unwrap();
@@ -130,10 +150,16 @@ fn a_file_that_is_not_a_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_tasks(d, 5);
-    std::fs::write(d.join("notes.db"), "these are my notes, please do not overwrite them\n".repeat(100)).unwrap();
+    std::fs::write(
+        d.join("notes.db"),
+        "these are my notes, please do not overwrite them\n".repeat(100),
+    )
+    .unwrap();
     let out = taskq(d).args(["--db", "notes.db"]).output().unwrap();
     refused_before_work(d, &out, "not a SQLite database");
-    assert!(std::fs::read_to_string(d.join("notes.db")).unwrap().starts_with("these are my notes"));
+    assert!(std::fs::read_to_string(d.join("notes.db"))
+        .unwrap()
+        .starts_with("these are my notes"));
     // A SQLite file of another application is not touched either.
     Connection::open(d.join("other.db"))
         .unwrap()
@@ -160,7 +186,11 @@ fn a_corrupt_database_is_refused() {
     std::fs::write(d.join("t.db"), &bytes).unwrap();
     let out = taskq(d).args(["--db", "t.db"]).output().unwrap();
     refused_before_work(d, &out, "t.db");
-    assert!(stderr(&out).contains("corrupt") || stderr(&out).contains("malformed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("corrupt") || stderr(&out).contains("malformed"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -183,7 +213,14 @@ fn an_unwritable_report_path_fails_before_work() {
     write_tasks(d, 5);
     let out = Command::new(env!("CARGO_BIN_EXE_taskq"))
         .current_dir(d)
-        .args(["run", "--tasks", "tasks.ndjson", "--no-progress", "--latency-ms", "0"])
+        .args([
+            "run",
+            "--tasks",
+            "tasks.ndjson",
+            "--no-progress",
+            "--latency-ms",
+            "0",
+        ])
         .args(["--effects-log", "effects.log", "--db", "t.db"])
         .args(["--report", "no/such/dir/report.json"])
         .output()
@@ -223,7 +260,11 @@ fn disk_full_mid_run_stops_admission_and_loses_no_acknowledged_record() {
         serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["status"], "failed");
     let admitted = report["counts"]["admitted"].as_u64().unwrap();
-    assert!(admitted < tasks as u64, "admission must stop: {}", report["counts"]);
+    assert!(
+        admitted < tasks as u64,
+        "admission must stop: {}",
+        report["counts"]
+    );
     assert!(
         report["failures"]
             .as_array()
@@ -253,17 +294,31 @@ fn disk_full_mid_run_stops_admission_and_loses_no_acknowledged_record() {
     let recovery = std::fs::read_to_string(d.join("t.db.unsaved.ndjson")).unwrap_or_default();
     for line in recovery.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
-        kept.insert(v["record"]["task"]["idempotency_key"].as_str().unwrap().to_string());
+        kept.insert(
+            v["record"]["task"]["idempotency_key"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     let lost: Vec<_> = acknowledged.difference(&kept).collect();
-    assert!(lost.is_empty(), "{} acknowledged records lost, e.g. {:?}", lost.len(), lost.first());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged records lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
 
     // With room again, a rerun finishes: every key ends up recorded once.
     let out = taskq(d).args(["--db", "t.db"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let rows: i64 = Connection::open(d.join("t.db"))
         .unwrap()
-        .query_row("SELECT count(*) FROM tasks WHERE status = 'succeeded'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM tasks WHERE status = 'succeeded'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(rows, tasks as i64);
 }

@@ -123,9 +123,8 @@ fn sql_err<'a>(path: &'a Path, what: &str) -> impl FnOnce(rusqlite::Error) -> St
                         message: "not a SQLite database (or it is corrupt or encrypted)".into(),
                     }
                 }
-                C::DatabaseBusy | C::DatabaseLocked => context.push_str(
-                    " (another process holds its write lock; waited --busy-timeout-ms)",
-                ),
+                C::DatabaseBusy | C::DatabaseLocked => context
+                    .push_str(" (another process holds its write lock; waited --busy-timeout-ms)"),
                 C::ReadOnly => context.push_str(" (the file or its directory is read-only)"),
                 C::DiskFull => context.push_str(" (disk full)"),
                 C::DatabaseCorrupt => context.push_str(" (the file is corrupt)"),
