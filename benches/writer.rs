@@ -14,7 +14,14 @@
 //!   per `INSERT`. Every other variant changes one thing:
 //!   `rowid_unique_index` (a rowid table: the key's unique index is a second
 //!   B-tree), `cache_2MiB`, `page_4096`, `sync_full`, `single_row` (one
-//!   prepared single-row `INSERT` per record), `multi_row_32`. Keys come in
+//!   prepared single-row `INSERT` per record), `multi_row_32`,
+//!   `no_status_check` (without the `CHECK (status IN (...))`, which SQLite
+//!   evaluates by building a 4-row ephemeral B-tree for every inserted row:
+//!   code for a CHECK gets no `OP_Once`), `status_check_or` (the same check
+//!   as `status = 'queued' OR status = ...`: plain comparisons),
+//!   `insert_or_fail` (`INSERT OR FAIL`: a failing row needs no statement
+//!   rollback, so SQLite keeps no statement journal; the writer rolls the whole
+//!   batch back on any error anyway). Keys come in
 //!   generator order (`img/NNNNNN.jpg:200x200`, ascending, as a dedup run's do);
 //!   `random_keys/cache_{64,2}MiB` insert scrambled keys instead, the case
 //!   where the cache size matters. Each variant starts from a fresh file
@@ -104,6 +111,12 @@ struct Design {
     rows_per_insert: usize,
     /// Scrambled key order instead of ascending.
     random_keys: bool,
+    /// The schema's `CHECK (status IN (...))`.
+    status_check: bool,
+    /// The same check written as `status = 'queued' OR ...` (no IN list).
+    status_check_or: bool,
+    /// `INSERT OR FAIL` (no statement journal) instead of `INSERT` (ABORT).
+    or_fail: bool,
 }
 
 /// The store's own choices.
@@ -114,32 +127,47 @@ const STORE: Design = Design {
     synchronous: "NORMAL",
     rows_per_insert: 64,
     random_keys: false,
+    status_check: true,
+    status_check_or: false,
+    or_fail: false,
 };
 
 const BATCH: usize = 1024;
 const PREFILL: u64 = 200_000;
 
-/// The `tasks` table of schema version 1, with or without its rowid.
-fn schema(without_rowid: bool) -> String {
+/// The `tasks` table of schema version 1, with or without its rowid and its
+/// status check.
+fn schema(d: Design) -> String {
     format!(
         "CREATE TABLE tasks (
             idempotency_key TEXT PRIMARY KEY NOT NULL,
             id TEXT NOT NULL,
             image_key TEXT NOT NULL,
             size TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+            status TEXT NOT NULL{},
             attempts INTEGER NOT NULL,
             created_at INTEGER NOT NULL,
             finished_at INTEGER,
             output_key TEXT,
             version INTEGER NOT NULL DEFAULT 1
         ){}",
-        if without_rowid { " WITHOUT ROWID" } else { "" }
+        match (d.status_check, d.status_check_or) {
+            (true, false) => " CHECK (status IN ('queued', 'running', 'succeeded', 'failed'))",
+            (true, true) => {
+                " CHECK (status = 'queued' OR status = 'running' OR status = 'succeeded' OR status = 'failed')"
+            }
+            (false, _) => "",
+        },
+        if d.without_rowid {
+            " WITHOUT ROWID"
+        } else {
+            ""
+        }
     )
 }
 
-/// The store's upsert for `rows` rows.
-fn insert_sql(rows: usize) -> String {
+/// The store's upsert for `rows` rows (`INSERT OR FAIL` with `or_fail`).
+fn insert_sql(rows: usize, or_fail: bool) -> String {
     let values: Vec<String> = (0..rows)
         .map(|r| {
             let p: Vec<String> = (1..=9).map(|c| format!("?{}", r * 9 + c)).collect();
@@ -147,7 +175,7 @@ fn insert_sql(rows: usize) -> String {
         })
         .collect();
     format!(
-        "INSERT INTO tasks
+        "INSERT {}INTO tasks
             (idempotency_key, id, image_key, size, status, attempts, created_at, finished_at, output_key)
          VALUES {}
          ON CONFLICT (idempotency_key) DO UPDATE SET
@@ -156,6 +184,7 @@ fn insert_sql(rows: usize) -> String {
             finished_at = excluded.finished_at, output_key = excluded.output_key,
             version = tasks.version + 1
          WHERE tasks.status <> 'succeeded'",
+        if or_fail { "OR FAIL " } else { "" },
         values.join(", ")
     )
 }
@@ -212,13 +241,13 @@ impl Scratch {
             .unwrap();
         conn.pragma_update(None, "temp_store", "MEMORY").unwrap();
         conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-        conn.execute_batch(&schema(design.without_rowid)).unwrap();
+        conn.execute_batch(&schema(design)).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let checkpointer = Some(checkpoint_thread(&path, stop.clone()));
         let mut s = Scratch {
             conn,
             design,
-            full_sql: insert_sql(design.rows_per_insert),
+            full_sql: insert_sql(design.rows_per_insert, design.or_fail),
             next: 0,
             stop,
             checkpointer,
@@ -252,7 +281,8 @@ impl Scratch {
                 let mut stmt = if chunk.len() == d.rows_per_insert {
                     tx.prepare_cached(&self.full_sql).unwrap()
                 } else {
-                    tx.prepare_cached(&insert_sql(chunk.len())).unwrap()
+                    tx.prepare_cached(&insert_sql(chunk.len(), d.or_fail))
+                        .unwrap()
                 };
                 let mut i = 0;
                 for r in chunk {
@@ -300,7 +330,7 @@ fn checkpoint_thread(path: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHan
 }
 
 fn designs(c: &mut Criterion) {
-    let variants: [(&str, Design); 9] = [
+    let variants: [(&str, Design); 12] = [
         ("store", STORE),
         (
             "rowid_unique_index",
@@ -341,6 +371,27 @@ fn designs(c: &mut Criterion) {
             "multi_row_32",
             Design {
                 rows_per_insert: 32,
+                ..STORE
+            },
+        ),
+        (
+            "no_status_check",
+            Design {
+                status_check: false,
+                ..STORE
+            },
+        ),
+        (
+            "status_check_or",
+            Design {
+                status_check_or: true,
+                ..STORE
+            },
+        ),
+        (
+            "insert_or_fail",
+            Design {
+                or_fail: true,
                 ..STORE
             },
         ),

@@ -1,7 +1,9 @@
-//! Loom models of taskq's concurrency protocols (promises 1, 2, 3, 6 and 7 of
+//! Loom models of taskq's concurrency protocols (promises 1 to 7 of
 //! DESIGN.md), one file per protocol, one invariant per test. They drive the
 //! engine's own types (`taskq::internals`, the public API) with loom's
-//! primitives swapped in by `src/sync`; nothing here re-implements an algorithm.
+//! primitives swapped in by `src/sync`; nothing here re-implements an algorithm
+//! (except the writer's commit-then-evict order in `claim.rs`, whose loop is
+//! crate-private and bound to a store).
 //!
 //! Run: `LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom --test loom`
 //! (see README.md in this folder for replaying a failure).
@@ -10,10 +12,12 @@
 //! (`taskq::internals::Fault`, loom builds only) and expect loom to reject it.
 
 mod admission;
+mod claim;
 mod drain;
+mod handoff;
 mod metrics;
 mod parking;
-// Later protocols, one file each: idempotency claim, writer hand-off, retry hand-back.
+mod retry;
 
 use loom::model::Builder;
 use taskq::internals::Fault;

@@ -424,7 +424,10 @@ impl Report {
             retried = c.retried,
         );
         if !self.errors.is_empty() {
-            s.push_str(&format!("\n{} error(s): see stderr and the report", self.errors.len()));
+            s.push_str(&format!(
+                "\n{} error(s): see stderr and the report",
+                self.errors.len()
+            ));
         }
         s
     }

@@ -13,6 +13,15 @@
 //! 3. [`DelayQueue::expire`] (shutdown timed out) hands back every waiting task at
 //!    once, marked expired: the engine dead-letters it with kind `shutdown`.
 //! 4. [`DelayQueue::close`] ends the timer thread once nothing waits.
+//!
+//! # Model checking
+//!
+//! `loom_tests/retry.rs` checks the delay queue under loom (each item handed
+//! back exactly once, `expire` and `close`) and, through the real engine, that
+//! a task waiting for its retry keeps its admission slot. Under the `loom`
+//! feature (only) a `DelayQueue` can carry a deliberate
+//! [`Fault`](crate::sync::fault::Fault) (a push that never wakes the timer, a
+//! close that drops waiting items) that the models must reject.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -22,6 +31,8 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::processor::{mix, unit};
+#[cfg(feature = "loom")]
+use crate::sync::fault::{self, Fault};
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
 
 /// When and how often a transiently failed task is tried again.
@@ -156,6 +167,10 @@ struct State<T> {
 pub struct DelayQueue<T> {
     state: Mutex<State<T>>,
     changed: Condvar,
+    /// A deliberate bug for the loom models ([`fault::with_fault`]); the field
+    /// does not exist outside loom builds.
+    #[cfg(feature = "loom")]
+    fault: Option<Fault>,
 }
 
 impl<T> Default for DelayQueue<T> {
@@ -175,6 +190,9 @@ impl<T> DelayQueue<T> {
                 closed: false,
             }),
             changed: Condvar::new(),
+            #[cfg(feature = "loom")]
+            fault: fault::injected()
+                .filter(|f| matches!(f, Fault::SkipPushNotify | Fault::CloseDropsWaiting)),
         }
     }
 
@@ -186,6 +204,11 @@ impl<T> DelayQueue<T> {
         st.seq += 1;
         let seq = st.seq;
         st.heap.push(Entry { due, seq, item });
+        // Loom only, `Fault::SkipPushNotify`: the timer thread is never woken.
+        #[cfg(feature = "loom")]
+        if self.fault == Some(Fault::SkipPushNotify) {
+            return;
+        }
         if earliest || st.expired {
             self.changed.notify_one();
         }
@@ -220,6 +243,12 @@ impl<T> DelayQueue<T> {
         let mut due = Vec::new();
         let mut st = lock(&self.state);
         loop {
+            // Loom only, `Fault::CloseDropsWaiting`: a close ends the thread at
+            // once, whatever still waits.
+            #[cfg(feature = "loom")]
+            if self.fault == Some(Fault::CloseDropsWaiting) && st.closed {
+                return;
+            }
             let now = Instant::now();
             while let Some(top) = st.heap.peek() {
                 if st.expired || top.due <= now {

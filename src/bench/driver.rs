@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::workload::split;
-use super::{BenchError, EngineKind, Sample, Scenario, Workload};
+use super::{BenchError, EngineKind, Sample, Scenario, Workload, WriterStats};
 use crate::baseline::{
     Baseline, BaselineConfig, BaselineProducer, Classic, ClassicConfig, ClassicProducer, Job,
     Observer, SeedDb,
@@ -242,8 +242,17 @@ fn run_taskq(
     let makespan_s = t0.elapsed().as_secs_f64();
     let c = &report.counts;
     let completed = c.completed();
+    let writer = report.store.as_ref().map(|st| WriterStats {
+        batches: st.writer.batches,
+        records: st.writer.records,
+        commit_ms_mean: st.writer.commit_ms.mean,
+        commit_ms_p99: st.writer.commit_ms.p99,
+        evictions: st.writer.evictions,
+        lookups: st.lookups,
+    });
     Ok(Sample {
         first_error: report.errors.first().cloned(),
+        writer,
         ..sample(
             submitted,
             completed,
@@ -453,6 +462,7 @@ fn sample(
         duplicates,
         db_rows: None,
         first_error: None,
+        writer: None,
     }
 }
 

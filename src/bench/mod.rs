@@ -359,6 +359,34 @@ pub struct Sample {
     /// The first failed task's error, if any task failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// `dedup`, taskq only: what its record writer did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<WriterStats>,
+}
+
+/// What taskq's record writer did in one `dedup` run (from its report).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub batches: u64,
+    /// Records committed.
+    pub records: u64,
+    /// Mean time of one commit, milliseconds.
+    pub commit_ms_mean: f64,
+    /// 99th percentile of one commit, milliseconds.
+    pub commit_ms_p99: f64,
+    /// Keys evicted from the hot cache (their repeats are looked up in SQLite).
+    pub evictions: u64,
+    /// History lookups in SQLite (hot-cache misses the Bloom filter let through).
+    pub lookups: u64,
+}
+
+impl WriterStats {
+    /// Σ commit time, seconds: the part of the makespan the writer spent
+    /// inside transactions.
+    pub fn commit_s(&self) -> f64 {
+        self.commit_ms_mean * self.batches as f64 / 1e3
+    }
 }
 
 impl Sample {

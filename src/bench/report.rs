@@ -82,6 +82,30 @@ pub fn render_scenario(r: &ScenarioResult) -> String {
                 if rows.is_empty() { "-".to_string() } else { rows.join(", ") },
             );
         }
+        let writers: Vec<&super::WriterStats> =
+            e.samples.iter().filter_map(|s| s.writer.as_ref()).collect();
+        if !writers.is_empty() {
+            let med =
+                |f: fn(&super::WriterStats) -> f64| Stat::of(writers.iter().map(|w| f(w))).median;
+            let share = Stat::of(
+                e.samples
+                    .iter()
+                    .filter_map(|s| s.writer.as_ref().map(|w| w.commit_s() / s.makespan_s)),
+            )
+            .median;
+            let _ = writeln!(
+                s,
+                "  {} writer (medians): {:.0} commits of {:.0} records, {:.2} ms each (p99 {:.2}), {:.0}% of the makespan inside commits; {:.0} evictions, {:.0} history lookups",
+                e.engine.name(),
+                med(|w| w.batches as f64),
+                med(|w| w.records as f64 / w.batches.max(1) as f64),
+                med(|w| w.commit_ms_mean),
+                med(|w| w.commit_ms_p99),
+                share * 100.0,
+                med(|w| w.evictions as f64),
+                med(|w| w.lookups as f64),
+            );
+        }
     }
     for e in &r.engines {
         if let Some(q) = e.enqueue_s {

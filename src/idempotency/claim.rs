@@ -28,11 +28,22 @@
 //! The cache holds at most `cache_capacity` entries plus the ones in flight or
 //! waiting for a commit (both bounded by the engine's capacity and the
 //! writer's queue).
+//!
+//! # Model checking
+//!
+//! `loom_tests/claim.rs` checks steps 1, 3 and 4 under loom (one winner per key,
+//! losers told in flight / done / contended / conflict, no key released before
+//! its record is committed), with the real [`Handoff`](super::handoff::Handoff)
+//! between the workers and a model writer. Under the `loom` feature (only) a
+//! `ClaimTable` can carry a deliberate [`Fault`](crate::sync::fault::Fault)
+//! (check-then-insert claim, release on finish) that the models must reject.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use compact_str::CompactString;
 
+#[cfg(feature = "loom")]
+use crate::sync::fault::{self, Fault};
 use crate::sync::map::{Action, Map};
 use crate::task::Task;
 
@@ -73,6 +84,10 @@ pub enum Claim {
 pub struct ClaimTable {
     map: Map<KeyState>,
     hasher: ahash::RandomState,
+    /// A deliberate bug for the loom models ([`fault::with_fault`]); the field
+    /// does not exist outside loom builds.
+    #[cfg(feature = "loom")]
+    fault: Option<Fault>,
 }
 
 impl Default for ClaimTable {
@@ -87,6 +102,9 @@ impl ClaimTable {
         ClaimTable {
             map: Map::new(),
             hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+            #[cfg(feature = "loom")]
+            fault: fault::injected()
+                .filter(|f| matches!(f, Fault::CheckThenInsert | Fault::EarlyRelease)),
         }
     }
 
@@ -109,6 +127,17 @@ impl ClaimTable {
 
     /// Step 1: claims `key` for a task with `fingerprint`.
     pub fn claim(&self, key: &str, fingerprint: u64) -> Claim {
+        #[cfg(feature = "loom")]
+        if self.fault == Some(Fault::CheckThenInsert) {
+            // Loom only, `Fault::CheckThenInsert`: "is it vacant?" and the insert
+            // are two steps under two locks, so two claimants can both win.
+            if self.map.update(key, |slot| (slot.is_none(), Action::Keep)) {
+                self.map.update(key, |_| {
+                    ((), Action::Insert(KeyState::InFlight { fingerprint }))
+                });
+                return Claim::New;
+            }
+        }
         self.map.update(key, |slot| match slot {
             None => (
                 Claim::New,
@@ -129,6 +158,14 @@ impl ClaimTable {
 
     /// Step 3, success: the key is done, its record not yet committed.
     pub fn finish(&self, key: &str, output: Option<CompactString>) {
+        #[cfg(feature = "loom")]
+        if self.fault == Some(Fault::EarlyRelease) {
+            // Loom only, `Fault::EarlyRelease`: the entry goes at once, before
+            // the writer has committed the record.
+            let _ = output;
+            self.abandon(key);
+            return;
+        }
         self.map.update(key, |slot| match slot {
             Some(KeyState::InFlight { fingerprint }) => {
                 let fingerprint = *fingerprint;

@@ -15,10 +15,21 @@
 //!   the receiver drains what is left, then sees the end.
 //!
 //! All state is under one mutex; the condition variables are the only waits.
+//!
+//! # Model checking
+//!
+//! `loom_tests/handoff.rs` checks under loom that every record sent before the
+//! close is received exactly once, that back-pressure never strands a sender,
+//! and that `close` ends every wait. Under the `loom` feature (only) a
+//! `Handoff` can carry a deliberate [`Fault`](crate::sync::fault::Fault)
+//! (a skipped `not_full` or `not_empty` notification) that the models must
+//! reject.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "loom")]
+use crate::sync::fault::{self, Fault};
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
 
 struct State<T> {
@@ -35,6 +46,10 @@ pub struct Handoff<T> {
     not_full: Condvar,
     capacity: usize,
     batch: usize,
+    /// A deliberate bug for the loom models ([`fault::with_fault`]); the field
+    /// does not exist outside loom builds.
+    #[cfg(feature = "loom")]
+    fault: Option<Fault>,
 }
 
 /// The hand-off was closed; the items that were not taken are handed back.
@@ -56,6 +71,9 @@ impl<T> Handoff<T> {
             not_full: Condvar::new(),
             capacity,
             batch,
+            #[cfg(feature = "loom")]
+            fault: fault::injected()
+                .filter(|f| matches!(f, Fault::SkipNotFull | Fault::SkipNotEmpty)),
         }
     }
 
@@ -86,6 +104,11 @@ impl<T> Handoff<T> {
                 st.first_at = Some(Instant::now());
             }
             if was_empty || st.queue.len() >= self.batch {
+                // Loom only, `Fault::SkipNotEmpty`: the receiver is never woken.
+                #[cfg(feature = "loom")]
+                if self.fault == Some(Fault::SkipNotEmpty) {
+                    continue;
+                }
                 self.not_empty.notify_one();
             }
         }
@@ -130,6 +153,11 @@ impl<T> Handoff<T> {
         } else {
             Some(Instant::now())
         };
+        // Loom only, `Fault::SkipNotFull`: parked senders are never woken.
+        #[cfg(feature = "loom")]
+        if self.fault == Some(Fault::SkipNotFull) {
+            return true;
+        }
         self.not_full.notify_all();
         true
     }

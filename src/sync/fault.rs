@@ -9,10 +9,11 @@
 //!
 //! A fault is injected at construction: [`with_fault`] sets it for the calling
 //! thread while a closure runs, and the constructors of the affected types
-//! (`Admission::new`, `Sleep::new`) pick it up. So a fault reaches a type built
-//! deep inside `Engine::start` as well as one a model builds itself. (A
-//! thread-local, not a `static`: tests run in parallel, and every loom thread of
-//! a model runs on the thread that called `loom::model`.)
+//! (`Admission::new`, `Sleep::new`, `ClaimTable::new`, `Handoff::new`,
+//! `DelayQueue::new`) pick it up. So a fault reaches a type built deep inside
+//! `Engine::start` as well as one a model builds itself. (A thread-local, not
+//! a `static`: tests run in parallel, and every loom thread of a model runs on
+//! the thread that called `loom::model`.)
 
 use std::cell::Cell;
 
@@ -37,14 +38,32 @@ pub enum Fault {
     /// Sleep: `notify_one` signals without taking the lock, so the signal can
     /// fall between a worker's re-check and its wait.
     UnlockedNotify,
+    /// ClaimTable: `claim` looks the key up under the lock, drops it, then
+    /// inserts under a second lock, so two claimants can both find the key
+    /// vacant and both win.
+    CheckThenInsert,
+    /// ClaimTable: `finish` gives the entry up at once (as a failure does)
+    /// instead of marking it done, so the key leaves the cache before the
+    /// writer has committed its record.
+    EarlyRelease,
+    /// Handoff: `recv_batch` never wakes senders parked on a full queue.
+    SkipNotFull,
+    /// Handoff: a send never wakes the receiver parked on an empty queue.
+    SkipNotEmpty,
+    /// DelayQueue: `push` never wakes the timer thread.
+    SkipPushNotify,
+    /// DelayQueue: the timer thread returns as soon as it sees `close`, even
+    /// with items still waiting (they are never handed back).
+    CloseDropsWaiting,
 }
 
 thread_local! {
     static INJECTED: Cell<Option<Fault>> = const { Cell::new(None) };
 }
 
-/// Runs `f` with `fault` injected into every `Admission` and `Sleep` it
-/// constructs on this thread (each type takes only the faults that concern it).
+/// Runs `f` with `fault` injected into every `Admission`, `Sleep`,
+/// `ClaimTable`, `Handoff` and `DelayQueue` it constructs on this thread (each
+/// type takes only the faults that concern it).
 /// Inside a model: `with_fault(Fault::SkipNotify, || Admission::new(1))`, or
 /// `with_fault(Fault::SplitClose, || Engine::start(config, processor))`.
 pub fn with_fault<R>(fault: Fault, f: impl FnOnce() -> R) -> R {
