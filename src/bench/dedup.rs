@@ -277,12 +277,7 @@ mod tests {
             SeedDb::insert_or_ignore(&conn, t).unwrap();
         }
         let keys = unique_keys(&tasks);
-        let ok = verify(
-            EngineKind::Classic,
-            &db.path().to_path_buf(),
-            &keys,
-            &sample(3, 2, 1),
-        );
+        let ok = verify(EngineKind::Classic, db.path(), &keys, &sample(3, 2, 1));
         assert_eq!(ok.unwrap(), 2);
         let e = verify(EngineKind::Classic, db.path(), &keys, &sample(3, 3, 0)).unwrap_err();
         assert!(

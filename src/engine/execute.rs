@@ -248,6 +248,9 @@ impl Shared {
     }
 
     /// Step 4, success.
+    // The job arrives boxed from the deque and is dropped here; unboxing
+    // it first would only copy it.
+    #[allow(clippy::boxed_local)]
     fn succeed(&self, job: Box<Job>, output: Output, end: u64, ctx: &mut WorkerCtx) {
         let Some(idem) = &self.idem else {
             ctx.recorder.succeeded += 1;
@@ -298,6 +301,9 @@ impl Shared {
     }
 
     /// Step 4, failure for good: dead-letter (with a store) or fail.
+    // The job arrives boxed from the deque and is dropped here; unboxing
+    // it first would only copy it.
+    #[allow(clippy::boxed_local)]
     fn fail_for_good(&self, job: Box<Job>, e: ProcessError, end: u64, ctx: &mut WorkerCtx) {
         let Some(idem) = &self.idem else {
             ctx.recorder.failed += 1;
