@@ -43,6 +43,7 @@ pub mod generate;
 pub mod idempotency;
 pub mod input;
 pub mod metrics;
+pub mod object_store;
 pub mod processor;
 pub mod retry;
 pub mod runner;
