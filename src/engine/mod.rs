@@ -608,6 +608,10 @@ impl Engine {
     }
 }
 
+/// New keys a run's Bloom filter has room for beyond the history, at about
+/// 1% false positives: 12M keys at 10 bits each, rounded up to 16 MiB.
+const NEW_KEYS_PER_RUN: u64 = 12_000_000;
+
 /// Opens the store (if configured), seeds the Bloom filter from its history.
 fn open_idempotency(
     config: &EngineConfig,
@@ -626,11 +630,14 @@ fn open_idempotency(
                 .map_err(Error::Store)?,
         ),
     };
-    // Count first, then size the filter for the history plus room to grow.
+    // Count first, then size the filter for the history plus the keys this run
+    // may add. Its size is fixed for the run, so memory does not grow with the
+    // input; past NEW_KEYS_PER_RUN new keys its false-positive rate rises and
+    // more new keys cost a SQLite lookup (never a wrong answer).
     let history_keys = store
         .for_each_succeeded_key(&mut |_| {})
         .map_err(Error::Store)?;
-    let bloom = Bloom::with_capacity(history_keys.saturating_mul(2).max(1 << 20));
+    let bloom = Bloom::with_capacity(history_keys.saturating_add(NEW_KEYS_PER_RUN));
     store
         .for_each_succeeded_key(&mut |k| bloom.insert(k))
         .map_err(Error::Store)?;

@@ -97,8 +97,8 @@ impl Default for SqliteOptions {
         SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             durability: Durability::Batch,
-            writer_cache_kib: 64 * 1024,
-            reader_cache_kib: 8 * 1024,
+            writer_cache_kib: 32 * 1024,
+            reader_cache_kib: 4 * 1024,
         }
     }
 }
