@@ -36,6 +36,49 @@ pub enum Command {
     /// Inspect, re-drive or purge the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Write deterministic sample images and their task file into an object store.
+    SeedImages(SeedImagesArgs),
+}
+
+/// `taskq seed-images`.
+#[derive(Debug, Args)]
+pub struct SeedImagesArgs {
+    /// The object store's root directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// How many images (every 4th is a PNG, the rest JPEGs).
+    #[arg(long)]
+    pub count: u64,
+    /// Seed: the same seed gives the same images.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Image width, pixels.
+    #[arg(long, default_value_t = 1024)]
+    pub width: u32,
+    /// Image height, pixels.
+    #[arg(long, default_value_t = 768)]
+    pub height: u32,
+    /// Variant sizes each image gets a task for, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "200x200,400x400",
+        value_name = "WxH,..."
+    )]
+    pub sizes: Vec<crate::task::Size>,
+}
+
+impl SeedImagesArgs {
+    /// The sample options these arguments give.
+    pub fn to_options(&self) -> crate::samples::SampleOptions {
+        crate::samples::SampleOptions {
+            count: self.count,
+            seed: self.seed,
+            width: self.width,
+            height: self.height,
+            sizes: self.sizes.clone(),
+        }
+    }
 }
 
 /// `taskq dlq …`.
@@ -166,9 +209,23 @@ pub enum FormatArg {
 /// `taskq run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Task file: a JSON array of tasks or NDJSON (one per line); `-` reads stdin.
-    #[arg(long, value_name = "FILE")]
-    pub tasks: PathBuf,
+    /// Task file: a JSON array of tasks or NDJSON (one per line); `-` reads
+    /// stdin. Default with `--store`: `<store>/tasks.json`.
+    #[arg(long, value_name = "FILE", required_unless_present = "object_store")]
+    pub tasks: Option<PathBuf>,
+    /// The object store's root directory: where `--processor thumbnail` reads
+    /// sources and writes `variants/{WxH}/{image_key}`.
+    #[arg(long = "store", value_name = "DIR")]
+    pub object_store: Option<PathBuf>,
+    /// If `<store>/tasks.json` does not exist yet, first write N sample images
+    /// (1024x768) and that task file into the store.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "object_store",
+        conflicts_with = "tasks"
+    )]
+    pub seed_images: Option<u64>,
     /// Input format.
     #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
     pub format: FormatArg,
@@ -200,8 +257,8 @@ pub struct RunArgs {
     /// Largest accepted input record, in bytes.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_record_bytes: usize,
-    /// The processor: `simulated` (the seed's blocking I/O), `noop`, or `cpu`
-    /// (about 2 µs of hashing).
+    /// The processor: `simulated` (the seed's blocking I/O), `noop`, `cpu`
+    /// (about 2 µs of hashing), or `thumbnail` (real variants; needs `--store`).
     #[arg(long, value_enum, default_value_t = ProcessorKind::Simulated)]
     pub processor: ProcessorKind,
     /// Settings of the simulated processor.
@@ -218,9 +275,10 @@ pub struct RunArgs {
 /// Idempotency and persistence settings.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// SQLite database holding the task records and dead letters.
-    #[arg(long, default_value = "taskq.db", value_name = "PATH")]
-    pub db: PathBuf,
+    /// SQLite database holding the task records and dead letters
+    /// [default: taskq.db; with --store: <store>/taskq.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
     /// Run without a database: no idempotency, no records, no dead-letter queue.
     #[arg(long, conflicts_with = "db")]
     pub no_db: bool,
@@ -332,8 +390,25 @@ impl RunArgs {
     /// [`Error::Config`] for a setting that cannot even be converted.
     pub fn to_config(&self) -> Result<RunConfig, Error> {
         let shutdown_timeout_ms = shutdown_timeout_ms(self.retry.shutdown_timeout)?;
+        let tasks = match (&self.tasks, &self.object_store) {
+            (Some(t), _) => t.clone(),
+            (None, Some(store)) => store.join(crate::samples::TASKS_KEY),
+            (None, None) => {
+                return Err(Error::config(
+                    "tasks",
+                    "a task file is needed (or --store DIR, to read <DIR>/tasks.json)",
+                ))
+            }
+        };
+        // A store keeps its own records: keys like `img/000001.jpg:200x200`
+        // recorded by another job in ./taskq.db must not count as done here.
+        let db = match (&self.store.db, &self.object_store) {
+            (Some(db), _) => db.clone(),
+            (None, Some(store)) => store.join("taskq.db"),
+            (None, None) => PathBuf::from("taskq.db"),
+        };
         Ok(RunConfig {
-            tasks: self.tasks.clone(),
+            tasks,
             format: match self.format {
                 FormatArg::Auto => InputFormat::Auto,
                 FormatArg::Json => InputFormat::Json,
@@ -347,8 +422,8 @@ impl RunArgs {
                 admission: self.admission,
                 pin: self.pin,
                 release_batch: None,
-                store: (!self.store.no_db).then(|| StoreConfig {
-                    path: self.store.db.clone(),
+                store: (!self.store.no_db).then_some(StoreConfig {
+                    path: db,
                     durability: self.store.durability,
                     batch_size: self.store.batch_size,
                     batch_ms: self.store.batch_ms,
@@ -369,6 +444,8 @@ impl RunArgs {
             simulated: self.simulated.to_config(),
             progress: !self.no_progress,
             done_log: self.done_log.clone(),
+            object_store: self.object_store.clone(),
+            seed_images: self.seed_images,
         })
     }
 }

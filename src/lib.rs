@@ -47,6 +47,7 @@ pub mod object_store;
 pub mod processor;
 pub mod retry;
 pub mod runner;
+pub mod samples;
 pub(crate) mod scheduler;
 pub(crate) mod sync;
 pub mod task;
@@ -78,7 +79,8 @@ pub use error::Error;
 pub use idempotency::{Durability, StoreConfig};
 pub use metrics::{Report, RunStatus};
 pub use processor::{
-    Attempt, CpuHash, ErrorClass, Noop, Output, ProcessError, Processor, Simulated, SimulatedConfig,
+    Attempt, CpuHash, ErrorClass, Noop, Output, ProcessError, Processor, ProcessorReport,
+    Simulated, SimulatedConfig, Thumbnail,
 };
 pub use retry::RetryPolicy;
 pub use task::{Size, Task, TaskError};

@@ -80,6 +80,21 @@ fn run() -> anyhow::Result<ExitCode> {
             taskq::bench::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
         }
         Command::Dlq(cmd) => dlq(cmd),
+        Command::SeedImages(args) => {
+            let options = args.to_options();
+            options.validate()?;
+            let store = taskq::object_store::LocalStore::create(&args.store)?;
+            let s = taskq::samples::seed_images(&store, &options)?;
+            writeln!(
+                std::io::stdout().lock(),
+                "wrote {} images ({:.1} MiB) and {} tasks to {}",
+                s.images,
+                s.bytes as f64 / (1024.0 * 1024.0),
+                s.tasks,
+                args.store.join(taskq::samples::TASKS_KEY).display()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

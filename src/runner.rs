@@ -29,7 +29,10 @@ use crate::engine::{Engine, Observer, Outcome, ProgressHandle, SubmitError, Subm
 use crate::error::Error;
 use crate::input::{open_path, precheck_path, InputFormat, ReaderOptions, Record};
 use crate::metrics::{Report, RunStatus};
-use crate::processor::{CpuHash, Noop, Processor, Simulated, SimulatedConfig};
+use crate::object_store::LocalStore;
+use crate::processor::thumbnail::VARIANTS_PREFIX;
+use crate::processor::{CpuHash, Noop, Processor, Simulated, SimulatedConfig, Thumbnail};
+use crate::samples::{seed_images, SampleOptions};
 use crate::task::Task;
 
 /// Which processor a run uses.
@@ -43,6 +46,8 @@ pub enum ProcessorKind {
     Noop,
     /// About 2 µs of hashing per task.
     Cpu,
+    /// The real job: image variants over the object store at `--store`.
+    Thumbnail,
 }
 
 /// Everything a file run needs.
@@ -66,6 +71,12 @@ pub struct RunConfig {
     pub progress: bool,
     /// Append `key<TAB>outcome` for every task as it is reported done.
     pub done_log: Option<PathBuf>,
+    /// The object store's root directory (the thumbnail processor's sources
+    /// and variants).
+    pub object_store: Option<PathBuf>,
+    /// When `tasks` does not exist yet, first write this many sample images
+    /// and their task file into the object store.
+    pub seed_images: Option<u64>,
 }
 
 impl RunConfig {
@@ -81,6 +92,8 @@ impl RunConfig {
             simulated: SimulatedConfig::default(),
             progress: false,
             done_log: None,
+            object_store: None,
+            seed_images: None,
         }
     }
 
@@ -97,6 +110,39 @@ impl RunConfig {
                 "producers",
                 format!("must be between 1 and 1024, got {}", self.producers),
             ));
+        }
+        match (self.processor, &self.object_store) {
+            (ProcessorKind::Thumbnail, None) => {
+                return Err(Error::config(
+                    "store",
+                    "the thumbnail processor needs --store DIR, the object store's root",
+                ))
+            }
+            (ProcessorKind::Thumbnail, Some(_)) => {}
+            (other, Some(_)) => {
+                return Err(Error::config(
+                    "store",
+                    format!(
+                        "is used by --processor thumbnail only, not by --processor {}",
+                        format!("{other:?}").to_lowercase()
+                    ),
+                ))
+            }
+            (_, None) => {}
+        }
+        if self.seed_images.is_some() && self.object_store.is_none() {
+            return Err(Error::config("seed-images", "needs --store DIR"));
+        }
+        if let Some(n) = self.seed_images {
+            SampleOptions::new(n).validate().map_err(|_| {
+                Error::config(
+                    "seed-images",
+                    format!(
+                        "must be between 1 and {}, got {n}",
+                        crate::samples::MAX_SAMPLE_IMAGES
+                    ),
+                )
+            })?;
         }
         if self.max_record_bytes < 64 {
             return Err(Error::config(
@@ -120,12 +166,47 @@ impl RunConfig {
     }
 }
 
-fn build_processor(config: &RunConfig) -> Result<Box<dyn Processor>, Error> {
+fn build_processor(config: &RunConfig) -> Result<Arc<dyn Processor>, Error> {
     Ok(match config.processor {
-        ProcessorKind::Simulated => Box::new(Simulated::new(config.simulated.clone())?),
-        ProcessorKind::Noop => Box::new(Noop),
-        ProcessorKind::Cpu => Box::new(CpuHash::for_micros(2.0)),
+        ProcessorKind::Simulated => Arc::new(Simulated::new(config.simulated.clone())?),
+        ProcessorKind::Noop => Arc::new(Noop),
+        ProcessorKind::Cpu => Arc::new(CpuHash::for_micros(2.0)),
+        ProcessorKind::Thumbnail => {
+            let root = config
+                .object_store
+                .as_deref()
+                .ok_or_else(|| Error::config("store", "the thumbnail processor needs --store"))?;
+            let store = LocalStore::open(root)?;
+            // Temporary files of writes a crash interrupted: no key names them.
+            let swept = store.sweep_temp(VARIANTS_PREFIX).map_err(|e| {
+                Error::io(
+                    format!("cannot clean the object store {}", root.display()),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+            if swept > 0 {
+                tracing::info!(swept, "removed temporary files of interrupted writes");
+            }
+            Arc::new(Thumbnail::new(store))
+        }
     })
+}
+
+/// Checks the object store root; with `--seed-images N` and no task file yet,
+/// creates it and writes the samples and their task file into it.
+fn seed_if_needed(config: &RunConfig) -> Result<(), Error> {
+    let Some(root) = &config.object_store else {
+        return Ok(());
+    };
+    match config.seed_images {
+        Some(n) if !config.tasks.exists() => {
+            let store = LocalStore::create(root)?;
+            seed_images(&store, &SampleOptions::new(n))?;
+        }
+        // A missing root is named as such, not as a missing task file in it.
+        _ => drop(LocalStore::open(root)?),
+    }
+    Ok(())
 }
 
 /// The `--done-log` observer: one line per task as it is reported done
@@ -245,6 +326,7 @@ pub fn run(config: &RunConfig) -> Result<Report, Error> {
 /// As [`run`].
 pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, Error> {
     config.validate()?;
+    seed_if_needed(config)?;
     let expected = if config.is_stdin() {
         None
     } else {
@@ -256,7 +338,7 @@ pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, Err
     if let Some(path) = &config.done_log {
         builder = builder.observer(DoneLog::open(path)?);
     }
-    let engine = builder.start(processor)?;
+    let engine = builder.start(processor.clone())?;
 
     let progress = config
         .progress
@@ -287,6 +369,10 @@ pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, Err
         let _ = handle.join();
     }
     report.config = serde_json::to_value(config).unwrap_or_default();
+    if let Some(mut own) = processor.report() {
+        own.finish(report.elapsed_s);
+        report.processor = Some(own);
+    }
     let outcome = std::mem::take(&mut *state.lock().unwrap_or_else(|p| p.into_inner()));
     for (line, index, error) in outcome.invalid {
         report.add_invalid(line, index, error);

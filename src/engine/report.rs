@@ -141,6 +141,7 @@ pub(super) fn build(
         invalid_tasks: Vec::new(),
         errors,
         store,
+        processor: None,
         config: serde_json::to_value(config).unwrap_or_default(),
     }
 }

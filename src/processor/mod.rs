@@ -5,6 +5,9 @@
 //! - [`CpuHash`]: a fixed amount of hashing per task (CPU-bound work).
 //! - [`Simulated`]: the seed's blocking I/O: sleeps a latency with jitter, fails
 //!   on a seeded schedule, honours the per-attempt deadline.
+//! - [`Thumbnail`]: the real job: reads a source image from an
+//!   [`ObjectStore`](crate::object_store::ObjectStore), resizes it to fit the
+//!   task's size, writes the variant (`thumbnail.rs`).
 
 use std::fmt;
 use std::time::Instant;
@@ -12,10 +15,14 @@ use std::time::Instant;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+pub use crate::metrics::{ProcessorReport, StageReport};
 use crate::task::Task;
 
 mod simulated;
+mod stages;
+pub mod thumbnail;
 pub use simulated::{CpuHash, Simulated, SimulatedConfig};
+pub use thumbnail::Thumbnail;
 
 /// Whether a failure is worth retrying.
 #[derive(
@@ -149,6 +156,13 @@ pub trait Processor: Send + Sync + 'static {
     ///
     /// A [`ProcessError`] whose class decides between retry and dead-letter.
     fn process(&self, task: &Task, attempt: &Attempt) -> Result<Output, ProcessError>;
+
+    /// The processor's own account of the work done so far (bytes moved, time
+    /// per stage), for the run's [`Report`](crate::Report). The runner calls
+    /// it once the engine has drained. The default reports nothing.
+    fn report(&self) -> Option<ProcessorReport> {
+        None
+    }
 }
 
 /// Does nothing and succeeds: measures the engine alone.
@@ -166,11 +180,17 @@ impl<P: Processor + ?Sized> Processor for std::sync::Arc<P> {
     fn process(&self, task: &Task, attempt: &Attempt) -> Result<Output, ProcessError> {
         (**self).process(task, attempt)
     }
+    fn report(&self) -> Option<ProcessorReport> {
+        (**self).report()
+    }
 }
 
 impl<P: Processor + ?Sized> Processor for Box<P> {
     fn process(&self, task: &Task, attempt: &Attempt) -> Result<Output, ProcessError> {
         (**self).process(task, attempt)
+    }
+    fn report(&self) -> Option<ProcessorReport> {
+        (**self).report()
     }
 }
 
