@@ -229,6 +229,22 @@ pub struct Task {
 }
 
 impl Task {
+    /// A placeholder with empty strings, which own no heap memory: what a
+    /// recycled job box holds between two tasks.
+    pub(crate) fn empty() -> Self {
+        Task {
+            id: CompactString::const_new(""),
+            image_key: CompactString::const_new(""),
+            size: Size {
+                width: 1,
+                height: 1,
+            },
+            idempotency_key: CompactString::const_new(""),
+            created_at: 0,
+            attempts: 0,
+        }
+    }
+
     /// A task with the default idempotency key `image_key:size`, an empty id and
     /// `created_at` set to now.
     ///

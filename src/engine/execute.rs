@@ -69,6 +69,7 @@ impl Shared {
                 Claimed::Settled => {
                     let end = self.clock.raw();
                     self.complete(job.submitted_at, end, ctx);
+                    ctx.spare.recycle(&self.pool, job);
                     return end;
                 }
                 Claimed::Deferred => {
@@ -97,6 +98,7 @@ impl Shared {
             ctx.recorder.failed += 1;
             self.observe(&job.task, Outcome::Failed { error: &e });
             self.complete(job.submitted_at, end, ctx);
+            ctx.spare.recycle(&self.pool, job);
             return end;
         }
         if expired || self.expiring.load(Relaxed) {
@@ -105,7 +107,13 @@ impl Shared {
                 None => "shutdown timed out before the task ran".to_string(),
             };
             let end = self.clock.raw();
-            self.fail_for_good(job, ProcessError::transient("shutdown", reason), end, ctx);
+            self.fail_for_good(
+                &mut job,
+                ProcessError::transient("shutdown", reason),
+                end,
+                ctx,
+            );
+            ctx.spare.recycle(&self.pool, job);
             return end;
         }
 
@@ -140,7 +148,10 @@ impl Shared {
             }),
         };
         match result {
-            Ok(output) => self.succeed(job, output, end, ctx),
+            Ok(output) => {
+                self.succeed(&mut job, output, end, ctx);
+                ctx.spare.recycle(&self.pool, job);
+            }
             Err(e) => {
                 ctx.recorder.failure(e.class, &e.kind);
                 tracing::debug!(
@@ -154,7 +165,8 @@ impl Shared {
                 if e.class == ErrorClass::Transient && self.retry.allows_retry(number) {
                     self.schedule_retry(job, e, ctx);
                 } else {
-                    self.fail_for_good(job, e, end, ctx);
+                    self.fail_for_good(&mut job, e, end, ctx);
+                    ctx.spare.recycle(&self.pool, job);
                 }
             }
         }
@@ -247,11 +259,9 @@ impl Shared {
         }
     }
 
-    /// Step 4, success.
-    // The job arrives boxed from the deque and is dropped here; unboxing
-    // it first would only copy it.
-    #[allow(clippy::boxed_local)]
-    fn succeed(&self, job: Box<Job>, output: Output, end: u64, ctx: &mut WorkerCtx) {
+    /// Step 4, success. The task moves into its record; the emptied job's box
+    /// is recycled by the caller.
+    fn succeed(&self, job: &mut Job, output: Output, end: u64, ctx: &mut WorkerCtx) {
         let Some(idem) = &self.idem else {
             ctx.recorder.succeeded += 1;
             self.observe(&job.task, Outcome::Succeeded { output: &output });
@@ -269,7 +279,7 @@ impl Shared {
         self.hand_to_writer(
             Pending {
                 record: TaskRecord {
-                    task: job.task,
+                    task: std::mem::replace(&mut job.task, crate::Task::empty()),
                     status: RecordStatus::Succeeded,
                     finished_at: unix_millis(),
                     output_key: output.output_key,
@@ -300,11 +310,9 @@ impl Shared {
         self.delay.push(job, Instant::now() + delay);
     }
 
-    /// Step 4, failure for good: dead-letter (with a store) or fail.
-    // The job arrives boxed from the deque and is dropped here; unboxing
-    // it first would only copy it.
-    #[allow(clippy::boxed_local)]
-    fn fail_for_good(&self, job: Box<Job>, e: ProcessError, end: u64, ctx: &mut WorkerCtx) {
+    /// Step 4, failure for good: dead-letter (with a store) or fail. The task
+    /// moves into its record; the emptied job's box is recycled by the caller.
+    fn fail_for_good(&self, job: &mut Job, e: ProcessError, end: u64, ctx: &mut WorkerCtx) {
         let Some(idem) = &self.idem else {
             ctx.recorder.failed += 1;
             self.observe(&job.task, Outcome::Failed { error: &e });
@@ -336,7 +344,7 @@ impl Shared {
         self.hand_to_writer(
             Pending {
                 record: TaskRecord {
-                    task: job.task,
+                    task: std::mem::replace(&mut job.task, crate::Task::empty()),
                     status: RecordStatus::Failed,
                     finished_at: now,
                     output_key: None,

@@ -25,6 +25,7 @@
 //! 7. The recorders are merged into the [`Report`].
 
 mod execute;
+mod pool;
 mod report;
 mod submit;
 
@@ -104,6 +105,8 @@ pub(crate) struct WorkerCtx {
     pub(crate) pending: Vec<Pending>,
     /// Clock reading when the oldest of `pending` was buffered.
     pub(crate) pending_since: u64,
+    /// Finished jobs' boxes, on their way back to the producers.
+    pub(crate) spare: pool::Spare,
 }
 
 /// How a task ended, as told to an [`Observer`].
@@ -166,6 +169,8 @@ pub(crate) struct Idem {
 pub(crate) struct Shared {
     pub(crate) admission: Admission,
     pub(crate) scheduler: Scheduler<Box<Job>>,
+    /// Finished jobs' boxes, for producers to refill.
+    pub(crate) pool: pool::JobPool,
     pub(crate) clock: quanta::Clock,
     processor: Box<dyn Processor>,
     pub(crate) mode: AdmissionMode,
@@ -438,6 +443,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             admission: Admission::new(config.capacity),
             scheduler,
+            pool: pool::JobPool::new(config.capacity.min(1 << 16)),
             clock: quanta::Clock::new(),
             processor,
             mode: config.admission,
@@ -524,6 +530,7 @@ impl Engine {
                 reader: None,
                 pending: Vec::new(),
                 pending_since: 0,
+                spare: pool::Spare::new(),
             };
             let s = self.shared.clone();
             self.workers.push(

@@ -1,8 +1,9 @@
 //! Producers' handles: [`Submitter`] and its per-handle counters.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 
+use super::pool::Spare;
 use super::{Job, Shared, SubmitError};
 use crate::admission::{Admission, AdmissionMode, AdmitError};
 use crate::scheduler::Lane;
@@ -61,6 +62,8 @@ pub struct Submitter {
     stats: Arc<ProducerStats>,
     /// Always `Some` until dropped.
     lane: Option<Lane<Box<Job>>>,
+    /// Recycled job boxes to fill (see `engine::pool`).
+    spare: RefCell<Spare>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -76,6 +79,7 @@ impl Submitter {
             shared,
             stats,
             lane,
+            spare: RefCell::new(Spare::new()),
             _not_sync: PhantomData,
         }
     }
@@ -122,9 +126,11 @@ impl Submitter {
                 // depth from Little's law stays within the capacity).
                 let submitted_at = self.shared.clock.raw();
                 bump(&self.stats.admitted, 1);
-                self.shared
-                    .scheduler
-                    .push_lane(self.lane(), Box::new(Job::new(task, submitted_at)));
+                let job = self
+                    .spare
+                    .borrow_mut()
+                    .boxed(&self.shared.pool, Job::new(task, submitted_at));
+                self.shared.scheduler.push_lane(self.lane(), job);
                 Ok(())
             }
             Err(e) => Err(self.refused(e, task)),
@@ -171,6 +177,7 @@ impl Submitter {
     pub fn submit_iter(&self, tasks: &mut impl Iterator<Item = Task>) -> Result<u64, SubmitError> {
         let admission = &self.shared.admission;
         let mut admitted = 0u64;
+        let mut spare = self.spare.borrow_mut();
         while let Some(first) = tasks.next() {
             let reserved = match self.shared.mode {
                 AdmissionMode::Block => admission.acquire_many(SUBMIT_CHUNK),
@@ -179,6 +186,7 @@ impl Submitter {
             let reserved = match reserved {
                 Ok(k) => k,
                 Err(e) => {
+                    drop(spare);
                     bump(&self.stats.submitted, 1);
                     return Err(self.refused(e, first));
                 }
@@ -189,7 +197,7 @@ impl Submitter {
                 .chain(tasks.by_ref().take(reserved - 1))
                 .map(|task| {
                     used += 1;
-                    Box::new(Job::new(task, submitted_at))
+                    spare.boxed(&self.shared.pool, Job::new(task, submitted_at))
                 });
             self.shared.scheduler.push_lane_all(self.lane(), chunk);
             if used < reserved && admission.release(reserved - used).is_some() {
@@ -214,5 +222,6 @@ impl Drop for Submitter {
         if let Some(lane) = self.lane.take() {
             self.shared.scheduler.close_lane(lane);
         }
+        self.spare.get_mut().return_to(&self.shared.pool);
     }
 }
