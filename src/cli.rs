@@ -210,14 +210,14 @@ pub enum FormatArg {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Task file: a JSON array of tasks or NDJSON (one per line); `-` reads
-    /// stdin. Default with `--store`: `<store>/tasks.json`.
+    /// stdin. Default with `--store DIR`: `DIR/tasks.json`.
     #[arg(long, value_name = "FILE", required_unless_present = "object_store")]
     pub tasks: Option<PathBuf>,
     /// The object store's root directory: where `--processor thumbnail` reads
     /// sources and writes `variants/{WxH}/{image_key}`.
     #[arg(long = "store", value_name = "DIR")]
     pub object_store: Option<PathBuf>,
-    /// If `<store>/tasks.json` does not exist yet, first write N sample images
+    /// If `DIR/tasks.json` (`--store DIR`) does not exist yet, first write N sample images
     /// (1024x768) and that task file into the store.
     #[arg(
         long,
@@ -276,7 +276,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// SQLite database holding the task records and dead letters
-    /// [default: taskq.db; with --store: <store>/taskq.db].
+    /// [default: taskq.db; with --store DIR: DIR/taskq.db].
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Run without a database: no idempotency, no records, no dead-letter queue.
