@@ -149,6 +149,12 @@ pub struct DlqRetryArgs {
     /// Write the JSON report here (`-`: to stdout instead of the summary).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// The processor to run them with (`thumbnail` needs `--store`).
+    #[arg(long, value_enum, default_value_t = ProcessorKind::Simulated)]
+    pub processor: ProcessorKind,
+    /// The object store of `--processor thumbnail`.
+    #[arg(long = "store", value_name = "DIR")]
+    pub object_store: Option<PathBuf>,
     /// Settings of the simulated processor.
     #[command(flatten)]
     pub simulated: SimulatedArgs,
@@ -158,6 +164,22 @@ pub struct DlqRetryArgs {
 }
 
 impl DlqRetryArgs {
+    /// The processor these arguments ask for.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for bad processor settings (or `--store` missing for,
+    /// or given without, `--processor thumbnail`), [`Error::Io`] when the
+    /// effects log or the object store cannot be opened.
+    pub fn to_processor(&self) -> Result<std::sync::Arc<dyn crate::Processor>, Error> {
+        let mut run = RunConfig::new("-");
+        run.processor = self.processor;
+        run.object_store = self.object_store.clone();
+        run.simulated = self.simulated.to_config();
+        run.validate()?;
+        crate::runner::build_processor(&run)
+    }
+
     /// The engine configuration these arguments give.
     ///
     /// # Errors

@@ -129,9 +129,13 @@ fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
         }
         DlqCommand::Retry(args) => {
             let config = args.to_config()?;
-            let processor = taskq::Simulated::new(args.simulated.to_config())?;
-            let (report, cleared) =
-                taskq::dlq::retry(config, processor, &args.selection.to_selection())?;
+            let processor = args.to_processor()?;
+            let (mut report, cleared) =
+                taskq::dlq::retry(config, processor.clone(), &args.selection.to_selection())?;
+            report.processor = processor.report().map(|mut p| {
+                p.finish(report.elapsed_s);
+                p
+            });
             drop(out);
             emit(&report, args.report.as_deref())?;
             writeln!(

@@ -166,7 +166,14 @@ impl RunConfig {
     }
 }
 
-fn build_processor(config: &RunConfig) -> Result<Arc<dyn Processor>, Error> {
+/// The processor `config` asks for. The thumbnail processor's store is
+/// opened and swept of temporary files left by interrupted writes.
+///
+/// # Errors
+///
+/// [`Error::Config`] for bad processor settings, [`Error::Io`] when the
+/// effects log or the object store cannot be opened.
+pub fn build_processor(config: &RunConfig) -> Result<Arc<dyn Processor>, Error> {
     Ok(match config.processor {
         ProcessorKind::Simulated => Arc::new(Simulated::new(config.simulated.clone())?),
         ProcessorKind::Noop => Arc::new(Noop),

@@ -334,6 +334,57 @@ fn missing_and_corrupt_sources_are_dead_lettered_with_their_reason() {
     }
     assert!(!store.join("variants/32x32/img/missing.jpg").exists());
     assert!(!store.join("variants/32x32/img/corrupt.jpg").exists());
+
+    // Once the missing source is there, re-driving its dead letter makes it.
+    std::fs::copy(store.join("img/000001.jpg"), store.join("img/missing.jpg")).unwrap();
+    let r = run(
+        d,
+        &[
+            "dlq",
+            "retry",
+            "--db",
+            "s/taskq.db",
+            "--all",
+            "--processor",
+            "thumbnail",
+            "--store",
+            "s",
+            "--report",
+            "retry.json",
+        ],
+    );
+    assert_eq!(
+        r.code,
+        Some(3),
+        "two still fail: {}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("cleared 1 dead letter(s)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(u(&report(d, "retry.json"), "/processor/items"), 1);
+    check_variant(
+        &store.join("variants/32x32/img/missing.jpg"),
+        "32x32",
+        (64, 48),
+    );
+    let r = run(
+        d,
+        &[
+            "dlq",
+            "retry",
+            "--db",
+            "s/taskq.db",
+            "--all",
+            "--processor",
+            "thumbnail",
+        ],
+    );
+    assert_eq!(r.code, Some(1), "{}", r.stderr);
+    assert!(r.stderr.contains("--store"), "{}", r.stderr);
 }
 
 #[cfg(unix)]
