@@ -287,7 +287,19 @@ pub fn record(perf_md: &Path, file: &BenchFile, json_path: &Path) -> Result<(), 
             ))
         }
     };
-    let new = insert_history(&old, &history_entry(file, json_path));
+    // Name the results file relative to PERF.md's folder when it is inside it.
+    let base = perf_md
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
+    let json_abs = json_path
+        .canonicalize()
+        .unwrap_or_else(|_| json_path.to_path_buf());
+    let shown = base
+        .as_deref()
+        .and_then(|b| json_abs.strip_prefix(b).ok())
+        .unwrap_or(json_path);
+    let new = insert_history(&old, &history_entry(file, shown));
     std::fs::write(perf_md, new)
         .map_err(|e| BenchError::io(format!("cannot write {}", perf_md.display()), e))
 }
