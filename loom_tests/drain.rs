@@ -139,6 +139,14 @@ fn no_recheck_hangs_shutdown() {
     main_thread_model(1, 1, 1, 3, Some(Fault::NoRecheck));
 }
 
+/// A worker that parks still counted as searching: the submission skips the
+/// wake-up, the task is never run, shutdown never returns.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn stale_search_hangs_shutdown() {
+    main_thread_model(1, 1, 1, 3, Some(Fault::StaleSearch));
+}
+
 /// A producer thread submits while the main thread shuts down: each
 /// submission is admitted (and then processed exactly once) or refused with
 /// `Closed` (and never processed), and shutdown drains whatever got in. (The

@@ -25,14 +25,21 @@ fn scheduler(workers: usize, fault: Option<Fault>) -> (Arc<Scheduler<u32>>, Vec<
 }
 
 /// Worker `index`: takes items until the admission is closed and drained, and
-/// returns what it took. Each item holds one admission slot.
+/// returns what it took. Each item holds one admission slot. Searching and
+/// parking follow the engine's loop; the engine's idle spin (more `find`s
+/// while searching) is left out: loom's interleavings cover the same states.
 fn work(sched: &Scheduler<u32>, index: usize, local: &Worker<u32>, a: &Admission) -> Vec<u32> {
     let (mut rng, mut view) = (index as u64 + 1, LaneView::new());
     let mut release = ReleaseBatch::new(1);
     let mut taken = Vec::new();
     let sleep = Sleep::of(sched);
+    let mut searching = false;
     loop {
         if let Some((item, _)) = sched.find(index, local, &mut rng, &mut view) {
+            if searching {
+                sleep.found_work();
+                searching = false;
+            }
             taken.push(item);
             if release.add(a).is_some() {
                 sleep.notify_all();
@@ -42,10 +49,14 @@ fn work(sched: &Scheduler<u32>, index: usize, local: &Worker<u32>, a: &Admission
         if release.flush(a).is_some() {
             sleep.notify_all();
         }
+        if searching || sleep.try_start_search() {
+            sleep.end_search();
+        }
         if a.is_drained() {
             return taken;
         }
         sleep.sleep(|| sched.has_work() || a.is_drained());
+        searching = true;
     }
 }
 
@@ -117,6 +128,14 @@ fn unlocked_notify_loses_the_wakeup() {
     published_model(Some(Fault::UnlockedNotify));
 }
 
+/// A worker that parks still counted as searching makes publishers skip the
+/// wake-up it needs.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn stale_search_loses_the_wakeup() {
+    published_model(Some(Fault::StaleSearch));
+}
+
 /// Two idle workers; the main thread closes an empty admission, which is then
 /// drained, and wakes everyone with `notify_all`.
 fn notify_all_model(fault: Option<Fault>) {
@@ -130,6 +149,7 @@ fn notify_all_model(fault: Option<Fault>) {
             assert!(w.join().unwrap().is_empty());
         }
         assert_eq!(Sleep::of(&sched).sleepers(), 0);
+        assert_eq!(Sleep::of(&sched).searching(), 0);
     });
 }
 

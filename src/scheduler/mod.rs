@@ -107,7 +107,7 @@ impl<T> Scheduler<T> {
                 }),
                 lanes_version: CachePadded::new(AtomicUsize::new(0)),
                 closed_pending: AtomicUsize::new(0),
-                sleep: Sleep::new(),
+                sleep: Sleep::for_workers(workers),
             },
             locals,
         )

@@ -27,8 +27,14 @@ pub(crate) fn run(
     let mut view = LaneView::new();
     // End of the previous task while the worker goes straight on; `None` after idling.
     let mut last_end: Option<u64> = None;
+    // Counted in `Sleep::searching` (see the protocol in `sleep.rs`).
+    let mut searching = false;
     'work: loop {
         if let Some((job, source)) = sched.find(ctx.index, &local, &mut rng, &mut view) {
+            if searching {
+                sched.sleep.found_work();
+                searching = false;
+            }
             if source == Source::Sibling {
                 ctx.recorder.steals += 1;
             }
@@ -41,17 +47,23 @@ pub(crate) fn run(
         // writer, a blocked producer, or shutdown waiting for the drain, does not
         // wait on us.
         shared.idle(&mut ctx);
-        let backoff = Backoff::new();
-        while !backoff.is_completed() {
-            backoff.snooze();
-            if let Some((job, source)) = sched.find(ctx.index, &local, &mut rng, &mut view) {
-                if source == Source::Sibling {
-                    ctx.recorder.steals += 1;
+        // Search (spin) until work is found, unless enough workers already do.
+        if searching || sched.sleep.try_start_search() {
+            let backoff = Backoff::new();
+            while !backoff.is_completed() {
+                backoff.snooze();
+                if let Some((job, source)) = sched.find(ctx.index, &local, &mut rng, &mut view) {
+                    sched.sleep.found_work();
+                    searching = false;
+                    if source == Source::Sibling {
+                        ctx.recorder.steals += 1;
+                    }
+                    let start = shared.clock.raw();
+                    last_end = Some(shared.execute(job, start, &mut ctx));
+                    continue 'work;
                 }
-                let start = shared.clock.raw();
-                last_end = Some(shared.execute(job, start, &mut ctx));
-                continue 'work;
             }
+            sched.sleep.end_search();
         }
         if shared.admission.is_drained() {
             break;
@@ -59,6 +71,8 @@ pub(crate) fn run(
         sched
             .sleep
             .sleep(|| sched.has_work() || shared.admission.is_drained());
+        // `sleep` returns searching: a woken worker looks for its work.
+        searching = true;
     }
     let wall_ns = shared.clock.delta_as_nanos(born, shared.clock.raw());
     WorkerExit { ctx, core, wall_ns }

@@ -38,6 +38,9 @@ pub enum Fault {
     /// Sleep: `notify_one` signals without taking the lock, so the signal can
     /// fall between a worker's re-check and its wait.
     UnlockedNotify,
+    /// Sleep: a searching worker parks without `end_search`, still counted as
+    /// searching, so publishers skip the wake-up it needs.
+    StaleSearch,
     /// ClaimTable: `claim` looks the key up under the lock, drops it, then
     /// inserts under a second lock, so two claimants can both find the key
     /// vacant and both win.
