@@ -34,6 +34,27 @@ fn run(dir: &Path, args: &[&str]) -> Run {
     }
 }
 
+/// Writes `lines` as `tasks.ndjson` beside store `s` and runs the thumbnail
+/// job over them, reporting to `r.json`.
+fn run_tasks(dir: &Path, lines: &[&str]) -> Run {
+    std::fs::write(dir.join("tasks.ndjson"), lines.join("\n")).unwrap();
+    run(
+        dir,
+        &[
+            "run",
+            "--processor",
+            "thumbnail",
+            "--store",
+            "s",
+            "--tasks",
+            "tasks.ndjson",
+            "--no-progress",
+            "--report",
+            "r.json",
+        ],
+    )
+}
+
 fn report(dir: &Path, name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
 }
@@ -261,30 +282,13 @@ fn missing_and_corrupt_sources_are_dead_lettered_with_their_reason() {
     std::fs::write(store.join("img/corrupt.jpg"), b"\xff\xd8 this is no JPEG").unwrap();
     let png = std::fs::read(store.join("img/000004.png")).unwrap();
     std::fs::write(store.join("img/truncated.png"), &png[..png.len() / 2]).unwrap();
-    std::fs::write(
-        d.join("tasks.ndjson"),
-        [
+    let r = run_tasks(
+        d,
+        &[
             r#"{"image_key": "img/000001.jpg", "size": "32x32"}"#,
             r#"{"image_key": "img/missing.jpg", "size": "32x32"}"#,
             r#"{"image_key": "img/corrupt.jpg", "size": "32x32"}"#,
             r#"{"image_key": "img/truncated.png", "size": "32x32"}"#,
-        ]
-        .join("\n"),
-    )
-    .unwrap();
-    let r = run(
-        d,
-        &[
-            "run",
-            "--processor",
-            "thumbnail",
-            "--store",
-            "s",
-            "--tasks",
-            "tasks.ndjson",
-            "--no-progress",
-            "--report",
-            "r.json",
         ],
     );
     assert_eq!(r.code, Some(3), "{}\n{}", r.stdout, r.stderr);
@@ -418,9 +422,9 @@ fn keys_never_reach_outside_the_root() {
     let before = snapshot(&outside);
     std::thread::sleep(Duration::from_millis(20));
 
-    std::fs::write(
-        d.join("tasks.ndjson"),
-        [
+    let r = run_tasks(
+        d,
+        &[
             r#"{"image_key": "img/000001.jpg", "size": "50x50"}"#,
             r#"{"image_key": "img/link.jpg", "size": "50x50"}"#,
             r#"{"image_key": "evil/secret.jpg", "size": "50x50"}"#,
@@ -429,23 +433,6 @@ fn keys_never_reach_outside_the_root() {
             r#"{"image_key": "../outside/secret.jpg", "size": "50x50"}"#,
             r#"{"image_key": "/etc/passwd", "size": "50x50"}"#,
             r#"{"image_key": "img/../../outside/secret.jpg", "size": "50x50"}"#,
-        ]
-        .join("\n"),
-    )
-    .unwrap();
-    let r = run(
-        d,
-        &[
-            "run",
-            "--processor",
-            "thumbnail",
-            "--store",
-            "s",
-            "--tasks",
-            "tasks.ndjson",
-            "--no-progress",
-            "--report",
-            "r.json",
         ],
     );
     assert_eq!(r.code, Some(3), "{}\n{}", r.stdout, r.stderr);
