@@ -33,9 +33,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use taskq::generate::{generate_tasks, GenerateOptions, OutputFormat};
-use taskq::idempotency::{
-    Claim, ClaimTable, Pending, RecordStatus, SqliteOptions, SqliteStore, Store, TaskRecord,
-};
+use taskq::idempotency::{Claim, ClaimTable, Pending, SqliteOptions, SqliteStore, Store};
 use taskq::internals::Bloom;
 use taskq::{Durability, Engine, EngineConfig, Noop, StoreConfig, Task};
 
@@ -106,28 +104,12 @@ fn claims(c: &mut Criterion) {
     group.finish();
 }
 
-fn record(i: usize) -> Pending {
-    let task = Task::new(&format!("img/{i:06}.jpg"), "200x200".parse().unwrap())
-        .unwrap()
-        .with_id(i.to_string());
-    Pending {
-        record: TaskRecord {
-            task,
-            status: RecordStatus::Succeeded,
-            finished_at: 1,
-            output_key: None,
-        },
-        dead: None,
-        ack: None,
-    }
-}
-
 fn history(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("history.db"), SqliteOptions::default()).unwrap();
     {
         let mut writer = store.writer().unwrap();
-        let all: Vec<Pending> = (0..KEYS).map(record).collect();
+        let all: Vec<Pending> = (0..KEYS as u64).map(support::record).collect();
         for batch in all.chunks(4096) {
             writer.commit(batch).unwrap();
         }

@@ -39,29 +39,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rusqlite::{Connection, ToSql};
-use taskq::idempotency::{
-    Durability, Pending, RecordStatus, SqliteOptions, SqliteStore, Store, TaskRecord,
-};
-use taskq::Task;
+use taskq::idempotency::{Durability, Pending, SqliteOptions, SqliteStore, Store};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn record(i: u64) -> Pending {
-    let task = Task::new(&format!("img/{i:06}.jpg"), "200x200".parse().unwrap())
-        .unwrap()
-        .with_id(i.to_string());
-    Pending {
-        record: TaskRecord {
-            task,
-            status: RecordStatus::Succeeded,
-            finished_at: 1,
-            output_key: None,
-        },
-        dead: None,
-        ack: None,
-    }
-}
 
 fn store_commits(c: &mut Criterion) {
     let mut group = c.benchmark_group("writer_commit");
@@ -86,7 +67,7 @@ fn store_commits(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let batch: Vec<Pending> = (next..next + n).map(record).collect();
+                        let batch: Vec<Pending> = (next..next + n).map(support::record).collect();
                         next += n;
                         let start = Instant::now();
                         writer.commit(&batch).unwrap();

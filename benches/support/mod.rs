@@ -18,6 +18,8 @@
 pub mod flame;
 
 use criterion::Criterion;
+use taskq::idempotency::{Pending, RecordStatus, TaskRecord};
+use taskq::Task;
 
 /// Samples per second of the flamegraph profiler: a prime, so the sampling
 /// does not beat in step with periodic work.
@@ -27,4 +29,22 @@ pub const PROFILE_HZ: i32 = 997;
 /// profiler for `--profile-time`.
 pub fn config() -> Criterion {
     Criterion::default().with_profiler(flame::Flamegraph::new(PROFILE_HZ))
+}
+
+/// A succeeded record for key `img/{i:06}.jpg:200x200` (id `i`), as the
+/// writer receives it from a worker.
+pub fn record(i: u64) -> Pending {
+    let task = Task::new(&format!("img/{i:06}.jpg"), "200x200".parse().unwrap())
+        .unwrap()
+        .with_id(i.to_string());
+    Pending {
+        record: TaskRecord {
+            task,
+            status: RecordStatus::Succeeded,
+            finished_at: 1,
+            output_key: None,
+        },
+        dead: None,
+        ack: None,
+    }
 }
