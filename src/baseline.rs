@@ -13,7 +13,11 @@
 //!   feeding a fixed pool of worker threads (the `ThreadPoolExecutor` shape),
 //!   which process *outside* the lock. Shutdown puts one sentinel (`None`) per
 //!   worker on the queue, as the Python idiom does. Its per-task SQLite
-//!   `INSERT OR IGNORE` (autocommit) arrives with the `dedup` workload.
+//!   `INSERT OR IGNORE` (autocommit) arrives with the `dedup` workload. Given a
+//!   [`RetryPolicy`] ([`ClassicConfig::retry`]), a worker retries a transient
+//!   failure the way a function wrapped in a Python retry decorator does:
+//!   it sleeps the backoff delay itself, then tries again, holding its pool
+//!   thread all along.
 //!
 //! # How the Python threads waited, and what the port does
 //!
@@ -55,7 +59,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection};
 
-use crate::processor::{Attempt, Output, ProcessError, Processor};
+use crate::processor::{Attempt, ErrorClass, Output, ProcessError, Processor};
+use crate::retry::RetryPolicy;
 use crate::task::Task;
 
 /// A task with the clock reading taken when it was submitted.
@@ -84,6 +89,12 @@ pub trait Observer: Send + 'static {
     /// the Python worker knew of it.
     fn duplicate(&mut self, job: Job, finished_at: u64) {
         self.completed(job, finished_at, Ok(Output::default()));
+    }
+
+    /// Attempt `attempt` of `job` failed transiently; the worker now sleeps
+    /// `delay` before the next one (only [`Classic`] with a retry policy).
+    fn retrying(&mut self, job: &Job, attempt: u32, delay: Duration) {
+        let _ = (job, attempt, delay);
     }
 }
 
@@ -196,11 +207,13 @@ fn is_locked(e: &rusqlite::Error) -> bool {
 
 /// What a worker does with one task: claim its key in the [`SeedDb`] (when
 /// there is one, trying again while the file is locked), process it if the
-/// claim changed a row, report it.
+/// claim changed a row (with `retry`, sleeping and trying again after each
+/// transient failure the policy allows), report it.
 fn handle<O: Observer>(
     processor: &dyn Processor,
     clock: &quanta::Clock,
     conn: Option<&Connection>,
+    retry: Option<&RetryPolicy>,
     job: Job,
     obs: &mut O,
 ) {
@@ -221,7 +234,21 @@ fn handle<O: Observer>(
             }
         }
     }
-    let result = run_one(processor, &job.task);
+    let mut attempt = Attempt::first();
+    let result = loop {
+        let result = run_one(processor, &job.task, &attempt);
+        match (&result, retry) {
+            (Err(e), Some(policy))
+                if e.class == ErrorClass::Transient && policy.allows_retry(attempt.number) =>
+            {
+                let delay = policy.delay(&job.task.idempotency_key, attempt.number);
+                obs.retrying(&job, attempt.number, delay);
+                std::thread::sleep(delay);
+                attempt.number += 1;
+            }
+            _ => break result,
+        }
+    };
     obs.completed(job, clock.raw(), result);
 }
 
@@ -240,11 +267,13 @@ fn connect_all(db: Option<&SeedDb>, workers: usize) -> std::io::Result<Vec<Optio
         .collect()
 }
 
-fn run_one(processor: &dyn Processor, task: &Task) -> Result<Output, ProcessError> {
-    catch_unwind(AssertUnwindSafe(|| {
-        processor.process(task, &Attempt::first())
-    }))
-    .unwrap_or_else(|_| Err(ProcessError::permanent("panic", "the processor panicked")))
+fn run_one(
+    processor: &dyn Processor,
+    task: &Task,
+    attempt: &Attempt,
+) -> Result<Output, ProcessError> {
+    catch_unwind(AssertUnwindSafe(|| processor.process(task, attempt)))
+        .unwrap_or_else(|_| Err(ProcessError::permanent("panic", "the processor panicked")))
 }
 
 /// Locks with `std`'s mutex even under the `loom` feature (these designs are
@@ -420,6 +449,7 @@ fn baseline_worker<O: Observer>(
                 &*shared.processor,
                 &shared.clock,
                 conn.as_ref(),
+                None,
                 *job,
                 &mut obs,
             );
@@ -441,6 +471,9 @@ pub struct ClassicConfig {
     pub workers: usize,
     /// `maxsize` of the queue: producers block while it holds this many.
     pub capacity: usize,
+    /// Retry transient failures, sleeping the policy's delay in the worker
+    /// (`None`: a failed task ends failed).
+    pub retry: Option<RetryPolicy>,
 }
 
 enum Item {
@@ -486,6 +519,7 @@ struct ClassicShared {
     queue: BoundedQueue,
     processor: Arc<dyn Processor>,
     clock: quanta::Clock,
+    retry: Option<RetryPolicy>,
 }
 
 /// The thread-pool design: a bounded blocking queue and a fixed pool that
@@ -504,7 +538,7 @@ struct ClassicShared {
 ///     }
 /// }
 /// let clock = quanta::Clock::new();
-/// let mut pool = Classic::new(ClassicConfig { workers: 2, capacity: 8 }, std::sync::Arc::new(Noop), clock);
+/// let mut pool = Classic::new(ClassicConfig { workers: 2, capacity: 8, retry: None }, std::sync::Arc::new(Noop), clock);
 /// pool.start(|_| Count(0)).unwrap();
 /// let producer = pool.producer();
 /// for i in 0..100 {
@@ -551,6 +585,7 @@ impl<O: Observer> Classic<O> {
                 },
                 processor,
                 clock,
+                retry: config.retry.clone(),
             }),
             config,
             db: None,
@@ -618,6 +653,7 @@ fn classic_worker<O: Observer>(shared: &ClassicShared, conn: Option<Connection>,
             &*shared.processor,
             &shared.clock,
             conn.as_ref(),
+            shared.retry.as_ref(),
             job,
             &mut obs,
         );
@@ -672,6 +708,7 @@ mod tests {
             ClassicConfig {
                 workers: 2,
                 capacity: 1,
+                retry: None,
             },
             Arc::new(Noop),
             quanta::Clock::new(),

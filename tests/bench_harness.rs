@@ -10,8 +10,9 @@ use std::time::Duration;
 use assert_cmd::Command;
 use taskq::baseline::{Baseline, BaselineConfig, Classic, ClassicConfig, Job, Observer, SeedDb};
 use taskq::bench::compare::compare;
+use taskq::bench::report::fault_ratios;
 use taskq::bench::suite::run_scenario;
-use taskq::bench::{BenchFile, DedupDurability, EngineKind, Scenario, Workload};
+use taskq::bench::{BenchFile, DedupDurability, EngineKind, Faults, Scenario, Workload};
 use taskq::{Output, ProcessError, Processor, Simulated, SimulatedConfig, Task};
 use tempfile::TempDir;
 
@@ -110,6 +111,7 @@ fn classic_processes_every_task_exactly_once() {
             ClassicConfig {
                 workers: 4,
                 capacity,
+                retry: None,
             },
             processor,
             quanta::Clock::new(),
@@ -136,6 +138,7 @@ fn baselines_count_a_panic_as_a_failure() {
         ClassicConfig {
             workers: 2,
             capacity: 4,
+            retry: None,
         },
         Arc::new(Panics),
         quanta::Clock::new(),
@@ -165,6 +168,7 @@ fn small(workload: Workload, queue_first: bool) -> Scenario {
         engines: EngineKind::ALL.to_vec(),
         taskq_submit: Default::default(),
         durability: Default::default(),
+        faults: None,
     }
 }
 
@@ -215,6 +219,171 @@ fn bench_reports_add_up() {
     }
 }
 
+/// With injected failures, taskq (delay queue) and classic (sleeping in the
+/// worker) retry the same attempts, since both draw them from the same seeded
+/// processor and policy, and end with the same failures; the baseline does not
+/// retry, so it fails every task whose first attempt failed.
+#[test]
+fn fault_scenarios_retry_the_same_attempts_in_taskq_and_classic() {
+    let scenario = Scenario {
+        faults: Some(Faults {
+            transient_rate: 0.3,
+            max_retries: 2,
+            backoff_base_ms: 2,
+        }),
+        tasks: 200,
+        repeat: 3,
+        ..small(Workload::Sleep, false)
+    };
+    let result = run_scenario(&scenario, &mut |_| {}).unwrap();
+    let runs = |k| &result.engine(k).unwrap().samples;
+    let (taskq, classic, baseline) = (
+        runs(EngineKind::Taskq),
+        runs(EngineKind::Classic),
+        runs(EngineKind::Baseline),
+    );
+    for r in 0..3 {
+        let (t, c, b) = (&taskq[r], &classic[r], &baseline[r]);
+        for s in [t, c, b] {
+            assert_eq!((s.submitted, s.completed), (200, 200));
+            assert_eq!(s.succeeded + s.failed, 200);
+        }
+        // ~30% of 200 first attempts fail, then ~30% of those, ...
+        assert!(t.retried > 30 && t.retried < 120, "{}", t.retried);
+        assert_eq!((t.retried, t.failed), (c.retried, c.failed), "run {r}");
+        // Three failed attempts in a row: 0.3^3 = 2.7% of the tasks.
+        assert!(t.failed < 20, "{}", t.failed);
+        assert_eq!(b.retried, 0);
+        assert!(b.failed > 30 && b.failed < 100, "{}", b.failed);
+    }
+    // Each repeat draws different failures.
+    assert!(
+        taskq
+            .windows(2)
+            .any(|w| w[0].retried != w[1].retried || w[0].failed != w[1].failed),
+        "{:?}",
+        taskq.iter().map(|s| s.retried).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn failures_need_the_sleep_workload_and_a_rate_below_one() {
+    let faults = |transient_rate| {
+        Some(Faults {
+            transient_rate,
+            ..Faults::seed()
+        })
+    };
+    let bad = [
+        (
+            Scenario {
+                faults: faults(0.1),
+                ..small(Workload::Noop, false)
+            },
+            "--transient-rate: injected failures need the sleep workload",
+        ),
+        (
+            Scenario {
+                faults: faults(1.0),
+                ..small(Workload::Sleep, false)
+            },
+            "--transient-rate: must be a share in [0, 1)",
+        ),
+        (
+            Scenario {
+                faults: Some(Faults {
+                    max_retries: 1000,
+                    ..Faults::seed()
+                }),
+                ..small(Workload::Sleep, false)
+            },
+            "--max-retries",
+        ),
+    ];
+    for (scenario, message) in bad {
+        let e = scenario.validate().unwrap_err().to_string();
+        assert!(e.contains(message), "{e}");
+    }
+}
+
+/// `--transient-rate` runs the fault-free twin first and prints each
+/// engine's throughput with failures ÷ without.
+#[test]
+fn transient_rate_from_the_cli_runs_a_fault_free_twin() {
+    let dir = TempDir::new().unwrap();
+    let out = bench(
+        &dir,
+        &[
+            "--tasks",
+            "40",
+            "--latency-ms",
+            "1",
+            "--workers",
+            "4",
+            "--producers",
+            "4",
+            "--repeat",
+            "2",
+            "--engine",
+            "taskq,classic",
+            "--transient-rate",
+            "0.2",
+            "--backoff-base-ms",
+            "2",
+            "--no-plots",
+            "--report",
+            "f.json",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("sleep-faults vs sleep-faults-fault-free"),
+        "{stdout}"
+    );
+    let file = BenchFile::load(&dir.path().join("f.json")).unwrap();
+    let names: Vec<&str> = file
+        .scenarios
+        .iter()
+        .map(|r| r.scenario.name.as_str())
+        .collect();
+    assert_eq!(names, ["sleep-faults-fault-free", "sleep-faults"]);
+    assert_eq!(file.scenarios[0].scenario.faults, None);
+    let f = file.scenarios[1].scenario.faults.unwrap();
+    assert_eq!(
+        (f.transient_rate, f.max_retries, f.backoff_base_ms),
+        (0.2, 3, 2)
+    );
+    let ratios = fault_ratios(&file);
+    assert_eq!(ratios.len(), 1);
+    assert_eq!(ratios[0].ratios.len(), 2, "taskq and classic");
+    let retried = |k| {
+        file.scenarios[1]
+            .engine(k)
+            .unwrap()
+            .samples
+            .iter()
+            .map(|s| s.retried)
+            .sum::<u64>()
+    };
+    assert!(retried(EngineKind::Taskq) > 0);
+    assert_eq!(retried(EngineKind::Taskq), retried(EngineKind::Classic));
+
+    let out = bench(&dir, &["--workload", "noop", "--transient-rate", "0.1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--transient-rate"), "{stderr}");
+    let out = bench(&dir, &["--backoff-base-ms", "5"]);
+    assert!(
+        !out.status.success(),
+        "--backoff-base-ms needs --transient-rate"
+    );
+}
+
 /// Every engine deduplicates through its database: each unique key processed
 /// once, each repeat detected, one row per unique key (the harness checks the
 /// file after every run and fails otherwise), in both taskq durability modes.
@@ -261,6 +430,7 @@ fn seed_db_claims_each_key_once_across_workers() {
         ClassicConfig {
             workers: 3,
             capacity: 4,
+            retry: None,
         },
         Arc::new(taskq::Noop),
         quanta::Clock::new(),
@@ -543,7 +713,12 @@ fn smoke_suite_runs_every_scenario() {
     );
     let file = BenchFile::load(&dir.path().join("suite.json")).unwrap();
     assert_eq!(file.suite.as_deref(), Some("smoke"));
-    assert_eq!(file.scenarios.len(), 5);
+    assert_eq!(file.scenarios.len(), 6);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("seed-faults-smoke vs seed-smoke"),
+        "{stdout}"
+    );
     let out = bench(&dir, &["--suite", "smoke", "--workers", "3"]);
     assert!(!out.status.success(), "--suite takes no scenario settings");
 }

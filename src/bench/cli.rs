@@ -11,8 +11,8 @@ use super::compare::{compare, record};
 use super::driver::SubmitStyle;
 use super::suite::{run_scenario, SuiteName};
 use super::{
-    git_commit, plot, report, today, BenchFile, DedupDurability, EngineKind, Machine, Scenario,
-    Workload,
+    git_commit, plot, report, today, BenchFile, DedupDurability, EngineKind, Faults, Machine,
+    Scenario, Workload,
 };
 
 /// Exit code when `--compare` finds a regression.
@@ -68,6 +68,25 @@ pub struct BenchArgs {
     /// synchronous=FULL).
     #[arg(long, value_enum, default_value_t = DedupDurability::Batch)]
     pub durability: DedupDurability,
+    /// `sleep` only: share of attempts that fail transiently (0..1), drawn
+    /// per key and attempt from the repeat's seed. taskq retries through its
+    /// delay queue, classic sleeps the backoff in its worker, the baseline
+    /// does not retry. The same scenario also runs without failures first,
+    /// and each engine's throughput with failures ÷ without is printed.
+    #[arg(long, value_name = "RATE")]
+    pub transient_rate: Option<f64>,
+    /// With --transient-rate: retries of a failed task.
+    #[arg(long, default_value_t = 3, requires = "transient_rate")]
+    pub max_retries: u32,
+    /// With --transient-rate: full-jitter backoff base, milliseconds (the
+    /// delay after attempt n is uniform in [0, base·2^(n−1))).
+    #[arg(
+        long,
+        default_value_t = 50,
+        value_name = "MS",
+        requires = "transient_rate"
+    )]
+    pub backoff_base_ms: u64,
     /// Engines to run (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub engine: Vec<EngineArg>,
@@ -92,7 +111,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, conflicts_with_all = [
         "workload", "tasks", "workers", "producers", "capacity", "latency_ms",
         "duplicates", "engine", "repeat", "queue_first", "workers_sweep", "name", "taskq_submit",
-        "durability",
+        "durability", "transient_rate",
     ])]
     pub suite: Option<SuiteName>,
     /// Instead of running, read this result file (to print, compare or record it).
@@ -149,6 +168,9 @@ impl BenchArgs {
             if self.queue_first {
                 n.push_str("-queue-first");
             }
+            if self.transient_rate.is_some() {
+                n.push_str("-faults");
+            }
             if self.workload == Workload::Dedup && self.durability != DedupDurability::Batch {
                 n.push('-');
                 n.push_str(self.durability.name());
@@ -171,18 +193,43 @@ impl BenchArgs {
             engines: self.engines(),
             taskq_submit: self.taskq_submit,
             durability: self.durability,
+            faults: self.faults(),
         };
-        if self.workers_sweep.is_empty() {
-            return vec![one];
+        let sweep: Vec<Scenario> = if self.workers_sweep.is_empty() {
+            vec![one]
+        } else {
+            self.workers_sweep
+                .iter()
+                .map(|&w| Scenario {
+                    name: format!("{}-w{w}", one.name),
+                    workers: w,
+                    ..one.clone()
+                })
+                .collect()
+        };
+        if self.transient_rate.is_none() {
+            return sweep;
         }
-        self.workers_sweep
-            .iter()
-            .map(|&w| Scenario {
-                name: format!("{}-w{w}", one.name),
-                workers: w,
-                ..one.clone()
+        // Each scenario with failures follows its fault-free twin.
+        sweep
+            .into_iter()
+            .flat_map(|s| {
+                let clean = Scenario {
+                    name: format!("{}-fault-free", s.name),
+                    faults: None,
+                    ..s.clone()
+                };
+                [clean, s]
             })
             .collect()
+    }
+
+    fn faults(&self) -> Option<Faults> {
+        self.transient_rate.map(|transient_rate| Faults {
+            transient_rate,
+            max_retries: self.max_retries,
+            backoff_base_ms: self.backoff_base_ms,
+        })
     }
 
     fn stem(&self) -> String {

@@ -39,6 +39,7 @@ use crate::engine::Engine;
 use crate::idempotency::StoreConfig;
 use crate::metrics::{Percentiles, Recorder};
 use crate::processor::{Attempt, Output, ProcessError, Processor};
+use crate::retry::RetryPolicy;
 use crate::task::Task;
 
 /// How taskq's producers hand it their tasks.
@@ -54,7 +55,8 @@ pub enum SubmitStyle {
 }
 
 /// Runs `engine` once over `tasks` (the caller's fresh copy) under `scenario`;
-/// a `dedup` scenario deduplicates through a new database at `db`.
+/// a `dedup` scenario deduplicates through a new database at `db`. `seed`
+/// seeds the retry jitter of a scenario with [`faults`](Scenario::faults).
 ///
 /// # Errors
 ///
@@ -66,7 +68,9 @@ pub fn run_once(
     processor: &Arc<dyn Processor>,
     tasks: Vec<Task>,
     db: Option<&Path>,
+    seed: u64,
 ) -> Result<Sample, BenchError> {
+    let retry = scenario.faults.map(|f| f.policy(seed));
     let db = if scenario.workload == Workload::Dedup {
         Some(db.ok_or_else(|| BenchError::config("workload", "dedup runs need a database path"))?)
     } else {
@@ -79,7 +83,7 @@ pub fn run_once(
         })
     };
     match engine {
-        EngineKind::Taskq => run_taskq(scenario, processor, tasks, db),
+        EngineKind::Taskq => run_taskq(scenario, processor, tasks, db, retry),
         EngineKind::Baseline => {
             let mut pool = Baseline::new(
                 BaselineConfig {
@@ -99,6 +103,7 @@ pub fn run_once(
                 ClassicConfig {
                     workers: scenario.workers,
                     capacity: scenario.effective_capacity(),
+                    retry,
                 },
                 processor.clone(),
                 quanta::Clock::new(),
@@ -195,6 +200,7 @@ fn run_taskq(
     processor: &Arc<dyn Processor>,
     tasks: Vec<Task>,
     db: Option<&Path>,
+    retry: Option<RetryPolicy>,
 ) -> Result<Sample, BenchError> {
     let submitted = tasks.len() as u64;
     let gate = scenario.queue_first.then(|| Arc::new(Gate::new()));
@@ -213,6 +219,7 @@ fn run_taskq(
                 durability: scenario.durability.into(),
                 ..StoreConfig::new(path)
             }),
+            retry: retry.unwrap_or_default(),
             ..EngineConfig::default()
         },
         processor,
@@ -252,6 +259,7 @@ fn run_taskq(
     });
     Ok(Sample {
         first_error: report.errors.first().cloned(),
+        retried: c.retried,
         writer,
         ..sample(
             submitted,
@@ -318,6 +326,7 @@ struct Recording {
     succeeded: u64,
     failed: u64,
     duplicates: u64,
+    retried: u64,
     first_error: Option<String>,
 }
 
@@ -341,6 +350,10 @@ impl Observer for Recording {
         self.times.push((job.submitted_at, finished_at));
         self.duplicates += 1;
     }
+
+    fn retrying(&mut self, _: &Job, _: u32, _: Duration) {
+        self.retried += 1;
+    }
 }
 
 fn run_pool<P: Pool>(
@@ -355,6 +368,7 @@ fn run_pool<P: Pool>(
         succeeded: 0,
         failed: 0,
         duplicates: 0,
+        retried: 0,
         first_error: None,
     };
     let start_error = |e| BenchError::io("cannot start a worker thread", e);
@@ -379,7 +393,7 @@ fn run_pool<P: Pool>(
 
     let clock = quanta::Clock::new();
     let mut latency = Recorder::new();
-    let (mut succeeded, mut failed, mut duplicates) = (0, 0, 0);
+    let (mut succeeded, mut failed, mut duplicates, mut retried) = (0, 0, 0, 0);
     let mut submits = Vec::with_capacity(submitted as usize);
     let mut finishes = Vec::with_capacity(submitted as usize);
     let first_error = recordings.iter().find_map(|r| r.first_error.clone());
@@ -387,6 +401,7 @@ fn run_pool<P: Pool>(
         succeeded += r.succeeded;
         failed += r.failed;
         duplicates += r.duplicates;
+        retried += r.retried;
         for &(s, f) in &r.times {
             latency.complete(clock.delta_as_nanos(s, f));
             submits.push(s);
@@ -395,6 +410,7 @@ fn run_pool<P: Pool>(
     }
     Ok(Sample {
         first_error,
+        retried,
         ..sample(
             submitted,
             succeeded + failed + duplicates,
@@ -462,6 +478,7 @@ fn sample(
         duplicates,
         db_rows: None,
         first_error: None,
+        retried: 0,
         writer: None,
     }
 }

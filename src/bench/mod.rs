@@ -217,6 +217,54 @@ pub struct Scenario {
     /// `dedup` only: how taskq makes its records durable.
     #[serde(default)]
     pub durability: DedupDurability,
+    /// `sleep` only: injected transient failures and how they are retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<Faults>,
+}
+
+/// Transient failures injected into a `sleep` scenario, and the backoff the
+/// engines that retry wait before trying again.
+///
+/// taskq parks a failed task in its delay queue and lets the worker go on;
+/// classic retries the way a Python pool worker wrapped in a retry decorator
+/// does, sleeping in the worker; the baseline does not retry (a failed task
+/// ends failed). Every engine draws the same failures: attempt `n` of a key
+/// fails, or not, by the [`Simulated`](crate::Simulated) processor's seeded
+/// draw, and the seed is the repeat's number, so each repeat fails different
+/// keys.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Faults {
+    /// Share of attempts that fail transiently, after their full latency.
+    pub transient_rate: f64,
+    /// Retries of a failed task (at most this + 1 attempts).
+    pub max_retries: u32,
+    /// Full-jitter exponential backoff: the delay after attempt `n` is uniform
+    /// in `[0, base · 2^(n−1))`, milliseconds.
+    pub backoff_base_ms: u64,
+}
+
+impl Faults {
+    /// The failure-handling benchmark's setting: 10% of attempts fail
+    /// transiently, retried with taskq's defaults (3 retries, 50 ms base).
+    pub fn seed() -> Self {
+        let policy = crate::RetryPolicy::default();
+        Faults {
+            transient_rate: 0.1,
+            max_retries: policy.max_retries,
+            backoff_base_ms: policy.backoff_base_ms,
+        }
+    }
+
+    /// The retry policy of taskq (and of classic's in-worker retries) for the
+    /// repeat seeded `seed`.
+    pub fn policy(&self, seed: u64) -> crate::RetryPolicy {
+        crate::RetryPolicy {
+            max_retries: self.max_retries,
+            backoff_base_ms: self.backoff_base_ms,
+            seed,
+            ..crate::RetryPolicy::default()
+        }
+    }
 }
 
 impl Scenario {
@@ -237,6 +285,7 @@ impl Scenario {
             engines: EngineKind::ALL.to_vec(),
             taskq_submit: driver::SubmitStyle::Batch,
             durability: DedupDurability::Batch,
+            faults: None,
         }
     }
 
@@ -275,6 +324,24 @@ impl Scenario {
         }
         if self.engines.is_empty() {
             return Err(BenchError::config("engine", "name at least one engine"));
+        }
+        if let Some(f) = &self.faults {
+            if self.workload != Workload::Sleep {
+                return Err(BenchError::config(
+                    "transient-rate",
+                    format!(
+                        "injected failures need the sleep workload, not {}",
+                        self.workload.name()
+                    ),
+                ));
+            }
+            if !(0.0..1.0).contains(&f.transient_rate) {
+                return Err(BenchError::config(
+                    "transient-rate",
+                    format!("must be a share in [0, 1), got {}", f.transient_rate),
+                ));
+            }
+            f.policy(0).validate()?;
         }
         Ok(())
     }
@@ -316,6 +383,14 @@ impl Scenario {
         if self.workload == Workload::Dedup {
             s.push_str(&format!(", taskq durability {}", self.durability.name()));
         }
+        if let Some(f) = &self.faults {
+            s.push_str(&format!(
+                ", {}% of attempts fail transiently (up to {} retries, backoff base {} ms)",
+                f.transient_rate * 100.0,
+                f.max_retries,
+                f.backoff_base_ms
+            ));
+        }
         if self.queue_first {
             s.push_str(", queued first");
         }
@@ -335,6 +410,10 @@ pub struct Sample {
     pub succeeded: u64,
     /// Completed with an error.
     pub failed: u64,
+    /// Attempts that failed transiently and were tried again (taskq: from its
+    /// delay queue; classic: after a sleep in the worker).
+    #[serde(default)]
+    pub retried: u64,
     /// Barrier release (or gate opening) → last completion, seconds.
     pub makespan_s: f64,
     /// Completed ÷ makespan.

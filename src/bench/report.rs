@@ -107,6 +107,24 @@ pub fn render_scenario(r: &ScenarioResult) -> String {
             );
         }
     }
+    if r.scenario.faults.is_some() {
+        for e in &r.engines {
+            let retried = Stat::of(e.samples.iter().map(|s| s.retried as f64));
+            let _ = writeln!(
+                s,
+                "  {} retried {:.0} attempts (median per run) [{:.0}-{:.0}]{}",
+                e.engine.name(),
+                retried.median,
+                retried.min,
+                retried.max,
+                match e.engine {
+                    super::EngineKind::Taskq => ", each waiting in the delay queue",
+                    super::EngineKind::Classic => ", each after a sleep in its worker",
+                    super::EngineKind::Baseline => ": it does not retry",
+                }
+            );
+        }
+    }
     for e in &r.engines {
         if let Some(q) = e.enqueue_s {
             let _ = writeln!(
@@ -143,14 +161,88 @@ fn engine_row(e: &EngineSummary) -> String {
     )
 }
 
-/// The terminal tables of a whole file.
+/// The terminal tables of a whole file, and for each scenario with injected
+/// failures whose fault-free twin is in the file too, each engine's
+/// throughput with failures ÷ without ([`fault_ratios`]).
 pub fn render(file: &BenchFile) -> String {
     let mut s = String::new();
     for r in &file.scenarios {
         s.push_str(&render_scenario(r));
         s.push('\n');
     }
+    for FaultRatios {
+        faulty,
+        clean,
+        ratios,
+    } in fault_ratios(file)
+    {
+        let _ = writeln!(
+            s,
+            "{faulty} vs {clean} (median throughput with failures ÷ without):"
+        );
+        for (engine, ratio) in ratios {
+            let _ = writeln!(s, "  {:<9} {ratio:.3}", engine.name());
+        }
+        s.push('\n');
+    }
     s
+}
+
+/// A scenario with injected failures against its fault-free twin.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultRatios {
+    /// The scenario with failures.
+    pub faulty: String,
+    /// Its twin without.
+    pub clean: String,
+    /// Per engine that ran in both: median throughput with failures ÷ median
+    /// throughput without.
+    pub ratios: Vec<(super::EngineKind, f64)>,
+}
+
+/// For each scenario with [`faults`](super::Scenario::faults) whose twin
+/// without faults (same workload, tasks, workers, producers, capacity,
+/// latency and queueing) is in `file`: the engines' throughput ratios.
+pub fn fault_ratios(file: &BenchFile) -> Vec<FaultRatios> {
+    let shape = |sc: &super::Scenario| {
+        (
+            sc.workload,
+            sc.tasks,
+            sc.workers,
+            sc.producers,
+            sc.capacity,
+            sc.latency_ms.to_bits(),
+            sc.queue_first,
+        )
+    };
+    let mut out = Vec::new();
+    for faulty in file
+        .scenarios
+        .iter()
+        .filter(|r| r.scenario.faults.is_some())
+    {
+        let Some(clean) = file
+            .scenarios
+            .iter()
+            .find(|r| r.scenario.faults.is_none() && shape(&r.scenario) == shape(&faulty.scenario))
+        else {
+            continue;
+        };
+        let ratios = faulty
+            .engines
+            .iter()
+            .filter_map(|e| {
+                let c = clean.engine(e.engine)?.throughput_per_s.median;
+                (c > 0.0).then(|| (e.engine, e.throughput_per_s.median / c))
+            })
+            .collect();
+        out.push(FaultRatios {
+            faulty: faulty.scenario.name.clone(),
+            clean: clean.scenario.name.clone(),
+            ratios,
+        });
+    }
+    out
 }
 
 /// The CSV header of [`to_csv`].
@@ -158,7 +250,8 @@ pub const CSV_HEADER: &str =
     "scenario,workload,engine,tasks,workers,producers,capacity,latency_ms,queue_first,runs,\
 throughput_median,throughput_min,throughput_max,makespan_median_s,makespan_min_s,makespan_max_s,\
 ideal_makespan_s,makespan_vs_ideal,latency_mean_ms,latency_p50_ms,latency_p95_ms,latency_p99_ms,\
-error_rate,depth_max,depth_mean,vs_baseline,parallel_efficiency,enqueue_s,duplicates,durability,duplicates_detected";
+error_rate,depth_max,depth_mean,vs_baseline,parallel_efficiency,enqueue_s,duplicates,durability,duplicates_detected,\
+transient_rate,retried";
 
 /// One CSV row per (scenario, engine), medians unless named otherwise.
 pub fn to_csv(file: &BenchFile) -> String {
@@ -171,7 +264,7 @@ pub fn to_csv(file: &BenchFile) -> String {
         for e in &r.engines {
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&sc.name),
                 sc.workload.name(),
                 e.engine.name(),
@@ -207,6 +300,12 @@ pub fn to_csv(file: &BenchFile) -> String {
                     ""
                 },
                 med(e.duplicates),
+                opt(sc.faults.map(|f| f.transient_rate)),
+                if sc.faults.is_some() {
+                    format!("{}", Stat::of(e.samples.iter().map(|s| s.retried as f64)).median)
+                } else {
+                    String::new()
+                },
             );
         }
     }

@@ -8,8 +8,8 @@ use super::dedup::{fsync_ms, unique_keys, verify, DedupDurability, ScratchDir};
 use super::driver::{run_once, SubmitStyle};
 use super::workload::{build_tasks, single_thread_work_s};
 use super::{
-    available_cores, BenchError, EngineKind, EngineSummary, LatencySummary, Sample, Scenario,
-    ScenarioResult, Stat, Workload,
+    available_cores, BenchError, EngineKind, EngineSummary, Faults, LatencySummary, Sample,
+    Scenario, ScenarioResult, Stat, Workload,
 };
 use crate::processor::Processor;
 
@@ -29,7 +29,7 @@ pub fn run_scenario(
     progress: &mut dyn FnMut(&str),
 ) -> Result<ScenarioResult, BenchError> {
     scenario.validate()?;
-    let processor: Arc<dyn Processor> = scenario.workload.processor(scenario)?;
+    let mut processor: Arc<dyn Processor> = scenario.workload.processor(scenario, 0)?;
     let tasks = build_tasks(scenario);
     let dedup = scenario.workload == Workload::Dedup;
     let keys = if dedup {
@@ -41,6 +41,11 @@ pub fn run_scenario(
     let mut work_s = Vec::new();
     let mut syncs = Vec::new();
     for r in 0..scenario.repeat {
+        let seed = r as u64;
+        if scenario.faults.is_some() && r > 0 {
+            // Each repeat fails different keys.
+            processor = scenario.workload.processor(scenario, seed)?;
+        }
         if scenario.workload == Workload::Cpu {
             work_s.push(single_thread_work_s(&*processor, &tasks));
         }
@@ -50,7 +55,14 @@ pub fn run_scenario(
         for (e, &engine) in scenario.engines.iter().enumerate() {
             let mut scratch = dedup.then(ScratchDir::new).transpose()?;
             let db = scratch.as_ref().map(ScratchDir::db);
-            let mut s = run_once(engine, scenario, &processor, tasks.clone(), db.as_deref())?;
+            let mut s = run_once(
+                engine,
+                scenario,
+                &processor,
+                tasks.clone(),
+                db.as_deref(),
+                seed,
+            )?;
             let mut line = format!(
                 "{} {} run {}/{}: {:.0} tasks/s, makespan {:.3} s",
                 scenario.name,
@@ -173,7 +185,9 @@ pub fn summarize(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SuiteName {
-    /// The numbers PERF.md tracks: the seed scenario, 1M no-op tasks, a 50k
+    /// The numbers PERF.md tracks: the seed scenario, the seed scenario with
+    /// 10% of attempts failing transiently (9 repeats, each failing other
+    /// keys; compared with the fault-free one), 1M no-op tasks, a 50k
     /// backlog queued first, CPU-bound tasks, and deduplication (200k keys
     /// with 30% repeats through taskq in both durability modes; 500 keys
     /// through every engine, since the Python designs commit each new key
@@ -210,6 +224,7 @@ impl SuiteName {
             engines: all.clone(),
             taskq_submit: SubmitStyle::Batch,
             durability: DedupDurability::Batch,
+            faults: None,
         };
         let dedup = |name: &str, tasks, engines: &[EngineKind], durability| Scenario {
             duplicates: 0.3,
@@ -220,6 +235,12 @@ impl SuiteName {
         match self {
             SuiteName::Standard => vec![
                 Scenario::seed(),
+                Scenario {
+                    name: "seed-faults".into(),
+                    faults: Some(Faults::seed()),
+                    repeat: 9,
+                    ..Scenario::seed()
+                },
                 Scenario {
                     engines: vec![EngineKind::Taskq, EngineKind::Classic],
                     ..base("noop-1m", Workload::Noop, 1_000_000, 2, 1, 1024)
@@ -252,6 +273,20 @@ impl SuiteName {
                     capacity: 16,
                     latency_ms: 1.0,
                     repeat: 2,
+                    ..Scenario::seed()
+                },
+                Scenario {
+                    name: "seed-faults-smoke".into(),
+                    tasks: 40,
+                    workers: 4,
+                    producers: 8,
+                    capacity: 16,
+                    latency_ms: 1.0,
+                    repeat: 2,
+                    faults: Some(Faults {
+                        backoff_base_ms: 2,
+                        ..Faults::seed()
+                    }),
                     ..Scenario::seed()
                 },
                 Scenario {

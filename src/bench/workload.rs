@@ -60,17 +60,24 @@ impl Workload {
 
     /// The processor every engine runs for this workload (one instance, shared:
     /// `cpu` is calibrated once). `dedup` runs [`Noop`]: what is measured is
-    /// the deduplication and its durable record.
+    /// the deduplication and its durable record. `seed` seeds the `sleep`
+    /// processor's injected failures ([`Scenario::faults`]).
     ///
     /// # Errors
     ///
-    /// A bad `sleep` latency.
-    pub fn processor(self, scenario: &Scenario) -> Result<Arc<dyn Processor>, BenchError> {
+    /// A bad `sleep` latency or failure rate.
+    pub fn processor(
+        self,
+        scenario: &Scenario,
+        seed: u64,
+    ) -> Result<Arc<dyn Processor>, BenchError> {
         Ok(match self {
             Workload::Noop | Workload::Dedup => Arc::new(Noop),
             Workload::Cpu => Arc::new(CpuHash::for_micros(2.0)),
             Workload::Sleep => Arc::new(Simulated::new(SimulatedConfig {
                 latency_ms: scenario.latency_ms,
+                transient_rate: scenario.faults.map_or(0.0, |f| f.transient_rate),
+                seed,
                 ..SimulatedConfig::default()
             })?),
         })
