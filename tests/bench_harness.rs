@@ -255,6 +255,14 @@ fn fault_scenarios_retry_the_same_attempts_in_taskq_and_classic() {
         assert!(t.failed < 20, "{}", t.failed);
         assert_eq!(b.retried, 0);
         assert!(b.failed > 30 && b.failed < 100, "{}", b.failed);
+        // The ideal pool replays this run's failures: at least the extra
+        // attempts' rounds, the same for every engine.
+        let ideal = t.ideal_makespan_s.unwrap();
+        assert!(ideal >= (200 + t.retried).div_ceil(3) as f64 * 0.001 - 1e-9);
+        assert_eq!(c.ideal_makespan_s, Some(ideal));
+    }
+    for e in &result.engines {
+        assert!(e.vs_ideal_on_failures.unwrap().median > 0.0);
     }
     // Each repeat draws different failures.
     assert!(
@@ -361,6 +369,8 @@ fn transient_rate_from_the_cli_runs_a_fault_free_twin() {
     let ratios = fault_ratios(&file);
     assert_eq!(ratios.len(), 1);
     assert_eq!(ratios[0].ratios.len(), 2, "taskq and classic");
+    let ideal = ratios[0].ideal.unwrap();
+    assert!(ideal > 0.0 && ideal <= 1.0, "{ideal}");
     let retried = |k| {
         file.scenarios[1]
             .engine(k)

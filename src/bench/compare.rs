@@ -407,6 +407,7 @@ mod tests {
                 parallel_efficiency: None,
                 enqueue_s: None,
                 duplicates: None,
+                vs_ideal_on_failures: None,
                 samples: Vec::new(),
             })
             .collect();

@@ -479,6 +479,7 @@ fn sample(
         db_rows: None,
         first_error: None,
         retried: 0,
+        ideal_makespan_s: None,
         writer: None,
     }
 }

@@ -62,6 +62,7 @@ pub mod cli;
 pub mod compare;
 pub mod dedup;
 pub mod driver;
+pub mod ideal;
 pub mod plot;
 pub mod report;
 pub mod suite;
@@ -438,6 +439,10 @@ pub struct Sample {
     /// The first failed task's error, if any task failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// With [`faults`](Scenario::faults): the makespan of an ideal pool on
+    /// this run's failures ([`ideal::ideal_makespan_s`]), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ideal_makespan_s: Option<f64>,
     /// `dedup`, taskq only: what its record writer did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writer: Option<WriterStats>,
@@ -559,6 +564,10 @@ pub struct EngineSummary {
     /// `dedup` only: tasks completed as duplicates, per run.
     #[serde(default)]
     pub duplicates: Option<Stat>,
+    /// With [`faults`](Scenario::faults): each run's makespan ÷ an ideal
+    /// pool's on the same failures (1.0: the engine cost nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_ideal_on_failures: Option<Stat>,
     /// Every run, in order.
     pub samples: Vec<Sample>,
 }

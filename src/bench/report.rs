@@ -108,9 +108,20 @@ pub fn render_scenario(r: &ScenarioResult) -> String {
         }
     }
     if r.scenario.faults.is_some() {
+        let ideal = Stat::of(
+            r.engines
+                .first()
+                .into_iter()
+                .flat_map(|e| e.samples.iter().filter_map(|s| s.ideal_makespan_s)),
+        );
+        let _ = writeln!(
+            s,
+            "  an ideal pool (no scheduling cost) on the same failures: makespan {:.3} s median [{:.3}-{:.3}]",
+            ideal.median, ideal.min, ideal.max
+        );
         for e in &r.engines {
             let retried = Stat::of(e.samples.iter().map(|s| s.retried as f64));
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "  {} retried {:.0} attempts (median per run) [{:.0}-{:.0}]{}",
                 e.engine.name(),
@@ -123,6 +134,14 @@ pub fn render_scenario(r: &ScenarioResult) -> String {
                     super::EngineKind::Baseline => ": it does not retry",
                 }
             );
+            if let Some(v) = e.vs_ideal_on_failures {
+                let _ = write!(
+                    s,
+                    "; makespan {:.2}x the ideal pool's [{:.2}-{:.2}]",
+                    v.median, v.min, v.max
+                );
+            }
+            s.push('\n');
         }
     }
     for e in &r.engines {
@@ -174,6 +193,7 @@ pub fn render(file: &BenchFile) -> String {
         faulty,
         clean,
         ratios,
+        ideal,
     } in fault_ratios(file)
     {
         let _ = writeln!(
@@ -182,6 +202,9 @@ pub fn render(file: &BenchFile) -> String {
         );
         for (engine, ratio) in ratios {
             let _ = writeln!(s, "  {:<9} {ratio:.3}", engine.name());
+        }
+        if let Some(i) = ideal {
+            let _ = writeln!(s, "  {:<9} {i:.3}", "ideal pool");
         }
         s.push('\n');
     }
@@ -198,6 +221,9 @@ pub struct FaultRatios {
     /// Per engine that ran in both: median throughput with failures ÷ median
     /// throughput without.
     pub ratios: Vec<(super::EngineKind, f64)>,
+    /// The same for an ideal pool (`sleep` only): the fault-free ideal
+    /// makespan ÷ the median of the runs' ideal makespans on their failures.
+    pub ideal: Option<f64>,
 }
 
 /// For each scenario with [`faults`](super::Scenario::faults) whose twin
@@ -236,10 +262,24 @@ pub fn fault_ratios(file: &BenchFile) -> Vec<FaultRatios> {
                 (c > 0.0).then(|| (e.engine, e.throughput_per_s.median / c))
             })
             .collect();
+        let ideal_on_failures = Stat::of(
+            faulty
+                .engines
+                .first()
+                .into_iter()
+                .flat_map(|e| e.samples.iter().filter_map(|s| s.ideal_makespan_s)),
+        )
+        .median;
+        let ideal = clean
+            .scenario
+            .ideal_makespan_s()
+            .filter(|_| ideal_on_failures > 0.0)
+            .map(|i| i / ideal_on_failures);
         out.push(FaultRatios {
             faulty: faulty.scenario.name.clone(),
             clean: clean.scenario.name.clone(),
             ratios,
+            ideal,
         });
     }
     out

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::dedup::{fsync_ms, unique_keys, verify, DedupDurability, ScratchDir};
 use super::driver::{run_once, SubmitStyle};
-use super::workload::{build_tasks, single_thread_work_s};
+use super::ideal::ideal_makespan_s;
+use super::workload::{build_tasks, simulated, single_thread_work_s};
 use super::{
     available_cores, BenchError, EngineKind, EngineSummary, Faults, LatencySummary, Sample,
     Scenario, ScenarioResult, Stat, Workload,
@@ -42,9 +43,17 @@ pub fn run_scenario(
     let mut syncs = Vec::new();
     for r in 0..scenario.repeat {
         let seed = r as u64;
-        if scenario.faults.is_some() && r > 0 {
-            // Each repeat fails different keys.
-            processor = scenario.workload.processor(scenario, seed)?;
+        let mut ideal_s = None;
+        if let Some(faults) = &scenario.faults {
+            // Each repeat fails different keys; an ideal pool replays them.
+            let p = simulated(scenario, seed)?;
+            ideal_s = Some(ideal_makespan_s(
+                &tasks,
+                scenario.workers,
+                &p,
+                &faults.policy(seed),
+            ));
+            processor = Arc::new(p);
         }
         if scenario.workload == Workload::Cpu {
             work_s.push(single_thread_work_s(&*processor, &tasks));
@@ -97,6 +106,7 @@ pub fn run_scenario(
                     s.db_rows.unwrap_or(0)
                 ));
             }
+            s.ideal_makespan_s = ideal_s;
             progress(&line);
             samples[e].push(s);
         }
@@ -160,6 +170,9 @@ pub fn summarize(
                     .then(|| stat(|s| s.enqueue_s.unwrap_or(f64::NAN))),
                 duplicates: (scenario.workload == Workload::Dedup)
                     .then(|| stat(|s| s.duplicates as f64)),
+                vs_ideal_on_failures: scenario
+                    .faults
+                    .map(|_| stat(|s| s.makespan_s / s.ideal_makespan_s.unwrap_or(f64::NAN))),
                 samples: runs,
             }
         })

@@ -74,14 +74,24 @@ impl Workload {
         Ok(match self {
             Workload::Noop | Workload::Dedup => Arc::new(Noop),
             Workload::Cpu => Arc::new(CpuHash::for_micros(2.0)),
-            Workload::Sleep => Arc::new(Simulated::new(SimulatedConfig {
-                latency_ms: scenario.latency_ms,
-                transient_rate: scenario.faults.map_or(0.0, |f| f.transient_rate),
-                seed,
-                ..SimulatedConfig::default()
-            })?),
+            Workload::Sleep => Arc::new(simulated(scenario, seed)?),
         })
     }
+}
+
+/// The `sleep` workload's processor: `latency_ms` per attempt, and the
+/// scenario's injected failures drawn from `seed`.
+///
+/// # Errors
+///
+/// A bad latency or failure rate.
+pub fn simulated(scenario: &Scenario, seed: u64) -> Result<Simulated, BenchError> {
+    Ok(Simulated::new(SimulatedConfig {
+        latency_ms: scenario.latency_ms,
+        transient_rate: scenario.faults.map_or(0.0, |f| f.transient_rate),
+        seed,
+        ..SimulatedConfig::default()
+    })?)
 }
 
 /// The scenario's tasks, built in memory by the project's generator (seed 42):

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{mix, splitmix, unit, Attempt, Output, ProcessError, Processor};
+use super::{mix, splitmix, unit, Attempt, ErrorClass, Output, ProcessError, Processor};
 use crate::error::Error;
 use crate::task::Task;
 
@@ -113,6 +113,30 @@ impl Simulated {
         &self.config
     }
 
+    /// What attempt `attempt` (1-based) of `task` will do, without doing it:
+    /// how long it blocks, and how it then fails (`None`: it succeeds). The
+    /// same seed, key and attempt always give the same answer, so a benchmark
+    /// can replay a run's failures in a model of an ideal pool.
+    pub fn outcome(&self, task: &Task, attempt: u32) -> (Duration, Option<ErrorClass>) {
+        let c = &self.config;
+        let key_hash = mix(c.seed, task.idempotency_key.as_bytes());
+        let latency = self.latency(key_hash, attempt);
+        let failure = if c.permanent_rate > 0.0
+            && unit(splitmix(key_hash ^ 0xbb67_ae85)) < c.permanent_rate
+        {
+            Some(ErrorClass::Permanent)
+        } else if c.transient_rate > 0.0
+            && unit(splitmix(
+                key_hash ^ 0x3c6e_f372 ^ (u64::from(attempt) << 32),
+            )) < c.transient_rate
+        {
+            Some(ErrorClass::Transient)
+        } else {
+            None
+        };
+        (latency, failure)
+    }
+
     fn latency(&self, key_hash: u64, attempt: u32) -> Duration {
         let c = &self.config;
         let mut ms = c.latency_ms;
@@ -126,9 +150,7 @@ impl Simulated {
 
 impl Processor for Simulated {
     fn process(&self, task: &Task, attempt: &Attempt) -> Result<Output, ProcessError> {
-        let c = &self.config;
-        let key_hash = mix(c.seed, task.idempotency_key.as_bytes());
-        let latency = self.latency(key_hash, attempt.number);
+        let (latency, failure) = self.outcome(task, attempt.number);
         let start = Instant::now();
         if let Some(deadline) = attempt.deadline {
             if start + latency > deadline {
@@ -142,21 +164,20 @@ impl Processor for Simulated {
         if !latency.is_zero() {
             std::thread::sleep(latency);
         }
-        if c.permanent_rate > 0.0 && unit(splitmix(key_hash ^ 0xbb67_ae85)) < c.permanent_rate {
-            return Err(ProcessError::permanent(
-                "bad_source",
-                format!("{} cannot be decoded (injected)", task.image_key),
-            ));
-        }
-        if c.transient_rate > 0.0
-            && unit(splitmix(
-                key_hash ^ 0x3c6e_f372 ^ (u64::from(attempt.number) << 32),
-            )) < c.transient_rate
-        {
-            return Err(ProcessError::transient(
-                "unavailable",
-                "object store temporarily unavailable (injected)",
-            ));
+        match failure {
+            Some(ErrorClass::Permanent) => {
+                return Err(ProcessError::permanent(
+                    "bad_source",
+                    format!("{} cannot be decoded (injected)", task.image_key),
+                ))
+            }
+            Some(ErrorClass::Transient) => {
+                return Err(ProcessError::transient(
+                    "unavailable",
+                    "object store temporarily unavailable (injected)",
+                ))
+            }
+            None => {}
         }
         if let Some(mut log) = self.effects.as_ref() {
             // One write(2) on an O_APPEND file: the line is in the file (in the
@@ -233,7 +254,6 @@ impl Processor for CpuHash {
 #[cfg(all(test, not(feature = "loom")))]
 mod tests {
     use super::*;
-    use crate::processor::ErrorClass;
 
     fn task(i: u32) -> Task {
         Task::new(&format!("img/{i:06}.jpg"), "200x200".parse().unwrap()).unwrap()

@@ -10,8 +10,9 @@
 //! workers have emptied it (idle workers reap emptied lanes).
 //!
 //! A worker takes work in this order: its own deque (FIFO); a batch (up to 32)
-//! from a producer lane, then from the injector, the rest landing in its deque;
-//! a batch from a sibling's deque. Lanes and siblings are visited in a random
+//! from the injector (retries that are due, admitted before anything still in
+//! a lane), then from a producer lane, the rest landing in its deque; a batch
+//! from a sibling's deque. Lanes and siblings are visited in a random
 //! rotation. When all are empty it releases the admission slots it holds, spins
 //! with [`Backoff`](crate::sync::Backoff), then parks ([`sleep`]). Whoever
 //! publishes work calls [`Sleep::notify_one`](sleep::Sleep::notify_one)
@@ -220,6 +221,15 @@ impl<T> Scheduler<T> {
         if let Some(item) = local.pop() {
             return Some((item, Source::Local));
         }
+        // The injector before the lanes: it holds tasks whose retry is due,
+        // admitted earlier than anything still in a lane. Taking them first
+        // bounds their wait by one local batch instead of the whole backlog,
+        // and starts a chain of retries (each one backoff long) as early as
+        // possible.
+        if let Some(item) = steal_from(|| self.injector.steal_batch_and_pop(local)) {
+            self.share_surplus(local);
+            return Some((item, Source::Injector));
+        }
         let r = xorshift(rng);
         self.refresh(view);
         let n = view.stealers.len();
@@ -229,10 +239,6 @@ impl<T> Scheduler<T> {
                 self.share_surplus(local);
                 return Some((item, Source::Lane));
             }
-        }
-        if let Some(item) = steal_from(|| self.injector.steal_batch_and_pop(local)) {
-            self.share_surplus(local);
-            return Some((item, Source::Injector));
         }
         let n = self.stealers.len();
         for k in 0..n {
