@@ -15,6 +15,8 @@ use taskq::{Report, RunStatus};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // SAFETY: no other thread exists yet, so none is using SQLite.
+    unsafe { taskq::idempotency::tune_sqlite_process() };
     match run() {
         Ok(code) => code,
         Err(err) => {

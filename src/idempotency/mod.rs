@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 pub use claim::{Claim, ClaimTable};
-pub use sqlite::{Durability, SqliteOptions, SqliteStore};
+pub use sqlite::{tune_sqlite_process, Durability, SqliteOptions, SqliteStore};
 pub use store::{
     DeadLetter, Pending, RecordStatus, Recorded, Store, StoreError, StoreReader, StoreWriter,
     TaskRecord,
