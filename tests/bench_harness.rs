@@ -319,7 +319,7 @@ fn failures_need_the_sleep_workload_and_a_rate_below_one() {
 #[test]
 fn transient_rate_from_the_cli_runs_a_fault_free_twin() {
     let dir = TempDir::new().unwrap();
-    let out = bench(
+    let stdout = bench_ok(
         &dir,
         &[
             "--tasks",
@@ -342,12 +342,6 @@ fn transient_rate_from_the_cli_runs_a_fault_free_twin() {
             "--report",
             "f.json",
         ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert!(
         stdout.contains("sleep-faults vs sleep-faults-fault-free"),
@@ -477,7 +471,7 @@ fn seed_db_claims_each_key_once_across_workers() {
 #[test]
 fn dedup_from_the_cli_defaults_to_30_percent_duplicates() {
     let dir = TempDir::new().unwrap();
-    let out = bench(
+    let stdout = bench_ok(
         &dir,
         &[
             "--workload",
@@ -499,12 +493,6 @@ fn dedup_from_the_cli_defaults_to_30_percent_duplicates() {
             "d.json",
         ],
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout.contains("detected 60 duplicates"), "{stdout}");
     let file = BenchFile::load(&dir.path().join("d.json")).unwrap();
     let s = &file.scenarios[0].scenario;
@@ -525,9 +513,21 @@ fn bench(dir: &TempDir, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `taskq bench` and checks it succeeded; returns its stdout.
+fn bench_ok(dir: &TempDir, args: &[&str]) -> String {
+    let out = bench(dir, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A small CLI run writing its results under `dir`; returns the JSON's path.
 fn cli_run(dir: &TempDir) -> std::path::PathBuf {
-    let out = bench(
+    let stdout = bench_ok(
         dir,
         &[
             "--workload",
@@ -547,12 +547,6 @@ fn cli_run(dir: &TempDir) -> std::path::PathBuf {
             "--report",
             "r/run.json",
         ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     for engine in ["taskq", "baseline", "classic"] {
         assert!(stdout.contains(engine), "{stdout}");
@@ -585,7 +579,7 @@ fn results_are_written_as_json_csv_and_svg() {
 #[test]
 fn default_paths_are_dated_under_results() {
     let dir = TempDir::new().unwrap();
-    let out = bench(
+    bench_ok(
         &dir,
         &[
             "--workload",
@@ -602,11 +596,6 @@ fn default_paths_are_dated_under_results() {
             "taskq,classic",
             "--no-plots",
         ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let date = taskq::bench::today();
     assert!(dir
@@ -693,14 +682,9 @@ fn record_appends_to_perf_md_history_and_keeps_the_rest() {
     )
     .unwrap();
     for _ in 0..2 {
-        let out = bench(
+        bench_ok(
             &dir,
             &["--load", "r/run.json", "--record", "--perf-md", "PERF.md"],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
     }
     let text = std::fs::read_to_string(&perf).unwrap();
@@ -715,16 +699,10 @@ fn record_appends_to_perf_md_history_and_keeps_the_rest() {
 #[test]
 fn smoke_suite_runs_every_scenario() {
     let dir = TempDir::new().unwrap();
-    let out = bench(&dir, &["--suite", "smoke", "--report", "suite.json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = bench_ok(&dir, &["--suite", "smoke", "--report", "suite.json"]);
     let file = BenchFile::load(&dir.path().join("suite.json")).unwrap();
     assert_eq!(file.suite.as_deref(), Some("smoke"));
     assert_eq!(file.scenarios.len(), 6);
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("seed-faults-smoke vs seed-smoke"),
         "{stdout}"

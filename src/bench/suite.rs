@@ -277,8 +277,8 @@ impl SuiteName {
                 ),
                 dedup("dedup-500", 500, &all, DedupDurability::Batch),
             ],
-            SuiteName::Smoke => vec![
-                Scenario {
+            SuiteName::Smoke => {
+                let seed = Scenario {
                     name: "seed-smoke".into(),
                     tasks: 40,
                     workers: 4,
@@ -287,39 +287,36 @@ impl SuiteName {
                     latency_ms: 1.0,
                     repeat: 2,
                     ..Scenario::seed()
-                },
-                Scenario {
-                    name: "seed-faults-smoke".into(),
-                    tasks: 40,
-                    workers: 4,
-                    producers: 8,
-                    capacity: 16,
-                    latency_ms: 1.0,
-                    repeat: 2,
-                    faults: Some(Faults {
-                        backoff_base_ms: 2,
-                        ..Faults::seed()
-                    }),
-                    ..Scenario::seed()
-                },
-                Scenario {
-                    repeat: 2,
-                    ..base("noop-smoke", Workload::Noop, 2_000, 2, 2, 64)
-                },
-                Scenario {
-                    repeat: 2,
-                    queue_first: true,
-                    ..base("noop-queue-first-smoke", Workload::Noop, 500, 2, 1, 64)
-                },
-                Scenario {
-                    repeat: 2,
-                    ..base("cpu-smoke", Workload::Cpu, 500, 2, 1, 64)
-                },
-                Scenario {
-                    repeat: 2,
-                    ..dedup("dedup-smoke", 300, &all, DedupDurability::GroupCommit)
-                },
-            ],
+                };
+                vec![
+                    seed.clone(),
+                    Scenario {
+                        name: "seed-faults-smoke".into(),
+                        faults: Some(Faults {
+                            backoff_base_ms: 2,
+                            ..Faults::seed()
+                        }),
+                        ..seed
+                    },
+                    Scenario {
+                        repeat: 2,
+                        ..base("noop-smoke", Workload::Noop, 2_000, 2, 2, 64)
+                    },
+                    Scenario {
+                        repeat: 2,
+                        queue_first: true,
+                        ..base("noop-queue-first-smoke", Workload::Noop, 500, 2, 1, 64)
+                    },
+                    Scenario {
+                        repeat: 2,
+                        ..base("cpu-smoke", Workload::Cpu, 500, 2, 1, 64)
+                    },
+                    Scenario {
+                        repeat: 2,
+                        ..dedup("dedup-smoke", 300, &all, DedupDurability::GroupCommit)
+                    },
+                ]
+            }
         }
     }
 }
