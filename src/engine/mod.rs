@@ -563,6 +563,13 @@ impl Engine {
         self.shared.progress()
     }
 
+    /// When the engine started: the report's `elapsed_s` runs from here to
+    /// the moment every task had completed, every record was committed and
+    /// every engine thread was joined (before the report was built).
+    pub fn started_at(&self) -> Instant {
+        self.started
+    }
+
     /// A handle that reads progress (and can stop admission) from another
     /// thread, also while [`shutdown`](Self::shutdown) drains.
     pub fn progress_handle(&self) -> ProgressHandle {

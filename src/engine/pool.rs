@@ -78,7 +78,13 @@ impl Spare {
         }
         match self.boxes.pop() {
             Some(mut b) => {
-                *b = job;
+                // `recycle` left `Task::empty()` and no retry state in the
+                // box: nothing owns memory, so the old value is forgotten
+                // rather than dropped. Dropping it would read the lines the
+                // worker wrote last and wait for them to cross cores; a
+                // write-only fill lets the stores overlap. (The read of the
+                // forgotten value is dead and compiles away.)
+                std::mem::forget(std::mem::replace(&mut *b, job));
                 b
             }
             None => Box::new(job),
