@@ -421,6 +421,7 @@ mod tests {
                 scenario: Scenario::seed(),
                 engines,
                 work_s: None,
+                split_work_s: None,
                 fsync_ms: None,
             }],
         }

@@ -13,7 +13,10 @@
 //!    classic), so machine noise spreads over all engines alike. `cpu` also
 //!    times all tasks on one thread in each repeat; the fastest of those
 //!    passes is the work for parallel efficiency = work ÷ (cores used ×
-//!    makespan), cores used = min(workers, cores).
+//!    makespan), cores used = min(workers, cores). It also times the same
+//!    tasks split statically over that many threads with no queue
+//!    ([`workload::static_split_work_s`]): the machine's own loss when its
+//!    cores are busy at once, which no engine can recover.
 //! 3. [`driver`] runs one engine once: a fresh copy of the tasks is split among
 //!    `P` producer threads, which wait on a barrier; the clock starts when they
 //!    are released and stops when the last task has completed and the workers
@@ -32,7 +35,9 @@
 //!
 //! # What is measured, and how alike
 //!
-//! - *Makespan*: barrier release → last completion (workers joined).
+//! - *Makespan*: barrier release → last completion (workers joined; for
+//!   taskq, up to the report's own `elapsed_s`, before the report is built,
+//!   as the other engines' latency bookkeeping also happens after the clock).
 //!   *Throughput* = tasks ÷ makespan. Under `dedup` every submitted key
 //!   counts (processed or detected as a duplicate), and the makespan ends when
 //!   the last record is durably committed: taskq's `shutdown` returns only
@@ -581,6 +586,12 @@ pub struct ScenarioResult {
     pub engines: Vec<EngineSummary>,
     /// `cpu` only: all tasks' processing on one thread, seconds, per repeat.
     pub work_s: Option<Stat>,
+    /// `cpu` only: the same processing split statically over min(workers,
+    /// cores) threads with no queue, seconds, per repeat (see
+    /// [`static_split_work_s`](workload::static_split_work_s)): what the
+    /// machine gives with no engine at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_work_s: Option<Stat>,
     /// `dedup` only: one 4 KiB write + `fdatasync` in the databases'
     /// directory, milliseconds, probed before each repeat (the Python designs'
     /// throughput is a few syncs per key, group commit's one per batch).

@@ -58,6 +58,28 @@ pub fn render_scenario(r: &ScenarioResult) -> String {
             }
         }
         s.push('\n');
+        if let Some(split) = r.split_work_s {
+            let cores = r.scenario.workers.min(super::available_cores());
+            let _ = write!(
+                s,
+                "  static split over {cores} threads, no queue: {:.3} s [{:.3}-{:.3}], efficiency {:.2}",
+                split.median,
+                split.min,
+                split.max,
+                w.min / (cores as f64 * split.median)
+            );
+            for e in &r.engines {
+                if e.parallel_efficiency.is_some() {
+                    let _ = write!(
+                        s,
+                        "; {} makespan {:.3}x the split's",
+                        e.engine.name(),
+                        e.makespan_s.median / split.median
+                    );
+                }
+            }
+            s.push('\n');
+        }
     }
     if let Some(f) = r.fsync_ms {
         let _ = writeln!(

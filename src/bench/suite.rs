@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::dedup::{fsync_ms, unique_keys, verify, DedupDurability, ScratchDir};
 use super::driver::{run_once, SubmitStyle};
 use super::ideal::ideal_makespan_s;
-use super::workload::{build_tasks, simulated, single_thread_work_s};
+use super::workload::{build_tasks, simulated, single_thread_work_s, static_split_work_s};
 use super::{
     available_cores, BenchError, EngineKind, EngineSummary, Faults, LatencySummary, Sample,
     Scenario, ScenarioResult, Stat, Workload,
@@ -40,6 +40,7 @@ pub fn run_scenario(
     };
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); scenario.engines.len()];
     let mut work_s = Vec::new();
+    let mut split_s = Vec::new();
     let mut syncs = Vec::new();
     for r in 0..scenario.repeat {
         let seed = r as u64;
@@ -57,6 +58,11 @@ pub fn run_scenario(
         }
         if scenario.workload == Workload::Cpu {
             work_s.push(single_thread_work_s(&*processor, &tasks));
+            split_s.push(static_split_work_s(
+                &*processor,
+                &tasks,
+                scenario.workers.min(available_cores()),
+            ));
         }
         if dedup {
             syncs.push(fsync_ms(ScratchDir::new()?.path())?);
@@ -112,6 +118,7 @@ pub fn run_scenario(
         }
     }
     let mut result = summarize(scenario, samples, work_s);
+    result.split_work_s = (!split_s.is_empty()).then(|| Stat::of(split_s));
     if dedup {
         result.fsync_ms = Some(Stat::of(syncs));
     }
@@ -190,6 +197,7 @@ pub fn summarize(
         scenario: scenario.clone(),
         engines,
         work_s: (!work_s.is_empty()).then(|| Stat::of(work_s)),
+        split_work_s: None,
         fsync_ms: None,
     }
 }

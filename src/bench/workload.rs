@@ -118,6 +118,40 @@ pub fn single_thread_work_s(processor: &dyn Processor, tasks: &[Task]) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// Processes every task once on `threads` threads with no queue at all:
+/// thread `i` takes the `i`-th of `threads` contiguous, equal shares,
+/// released together. Returns the seconds until the last thread finished.
+///
+/// The best any engine could do with that many threads on this machine: it
+/// pays no scheduling, but also shows what the machine itself loses when
+/// the threads run at once (a lower clock boost with more cores busy, shared
+/// caches) compared with [`single_thread_work_s`].
+pub fn static_split_work_s(processor: &dyn Processor, tasks: &[Task], threads: usize) -> f64 {
+    let threads = threads.clamp(1, tasks.len().max(1));
+    let attempt = Attempt::first();
+    let barrier = std::sync::Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let share = &tasks[i * tasks.len() / threads..(i + 1) * tasks.len() / threads];
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    for t in share {
+                        let _ = std::hint::black_box(processor.process(t, &attempt));
+                    }
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        for h in handles {
+            h.join().expect("a static-split thread panicked");
+        }
+        start.elapsed().as_secs_f64()
+    })
+}
+
 /// Splits `tasks` into `parts` runs of nearly equal length (the first
 /// `len % parts` get one more); empty runs when `parts > len`.
 pub fn split(mut tasks: Vec<Task>, parts: usize) -> Vec<Vec<Task>> {
@@ -148,6 +182,35 @@ mod tests {
         let many = split(tasks, 12);
         assert_eq!(many.len(), 12);
         assert_eq!(many.iter().map(Vec::len).sum::<usize>(), 10);
+    }
+
+    #[test]
+    fn the_static_split_processes_every_task_once() {
+        use std::sync::Mutex;
+        struct Seen(Mutex<Vec<String>>);
+        impl Processor for Seen {
+            fn process(
+                &self,
+                task: &Task,
+                _: &Attempt,
+            ) -> Result<crate::processor::Output, crate::processor::ProcessError> {
+                self.0.lock().unwrap().push(task.image_key.to_string());
+                Ok(Default::default())
+            }
+        }
+        let tasks = build_tasks(&Scenario {
+            tasks: 101,
+            ..Scenario::seed()
+        });
+        for threads in [1, 2, 3, 200] {
+            let seen = Seen(Mutex::new(Vec::new()));
+            assert!(static_split_work_s(&seen, &tasks, threads) > 0.0);
+            let mut got = seen.0.into_inner().unwrap();
+            got.sort();
+            let mut want: Vec<String> = tasks.iter().map(|t| t.image_key.to_string()).collect();
+            want.sort();
+            assert_eq!(got, want, "{threads} threads");
+        }
     }
 
     #[test]
