@@ -425,7 +425,7 @@ fn run_pool<P: Pool>(
             duplicates,
             failed,
             makespan_s,
-            Percentiles::from_histogram(&latency.latency),
+            Percentiles::from_histogram(&latency.latency.to_histogram()),
             max_depth(submits, finishes),
             enqueue_s,
         )

@@ -120,8 +120,8 @@ pub(super) fn build(
                 .collect(),
             wait_s: merged.retry_wait_ns as f64 / 1e9,
         },
-        latency_ms: Percentiles::from_histogram(&merged.latency),
-        service_ms: Percentiles::from_histogram(&merged.service),
+        latency_ms: Percentiles::from_histogram(&merged.latency.to_histogram()),
+        service_ms: Percentiles::from_histogram(&merged.service.to_histogram()),
         throughput_per_s: per_s(completed),
         elapsed_s,
         queue_depth: QueueDepth {
