@@ -18,7 +18,7 @@ pub(crate) struct WorkerExit {
 ///
 /// A job is written on a producer's core and read first on a worker's, so its
 /// first touch waits for its lines to cross cores; on no-op tasks that wait was
-/// a third of the worker's time. Taking the next job early lets the fetch
+/// about 30% of the time spent in `Shared::execute`. Taking the next job early lets the fetch
 /// overlap the current job. While it runs, the job taken ahead cannot be
 /// stolen by an idle sibling, so this is done only after a short job (a
 /// sibling could have waited at most about that long for it), never after a
