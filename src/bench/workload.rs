@@ -122,10 +122,11 @@ pub fn single_thread_work_s(processor: &dyn Processor, tasks: &[Task]) -> f64 {
 /// thread `i` takes the `i`-th of `threads` contiguous, equal shares,
 /// released together. Returns the seconds until the last thread finished.
 ///
-/// The best any engine could do with that many threads on this machine: it
-/// pays no scheduling, but also shows what the machine itself loses when
-/// the threads run at once (a lower clock boost with more cores busy, shared
-/// caches) compared with [`single_thread_work_s`].
+/// What that many threads give with no engine at all: no scheduling cost,
+/// and no rebalancing either (a thread slowed by noise is not helped by the
+/// other). Compared with [`single_thread_work_s`] it shows what the machine
+/// itself loses when its cores are busy at once (a lower clock boost, shared
+/// caches).
 pub fn static_split_work_s(processor: &dyn Processor, tasks: &[Task], threads: usize) -> f64 {
     let threads = threads.clamp(1, tasks.len().max(1));
     let attempt = Attempt::first();
