@@ -245,6 +245,44 @@ fn every_blocked_producer_is_woken() {
     });
 }
 
+/// Capacity 4 (mark 2): the main thread holds three slots for the whole model
+/// and reserves the fourth, a producer parks in `acquire`, then the main
+/// thread hands the fourth back unused with `hand_back`. The depth (3) stays
+/// above the mark and no task finishes, so only the hand-back can wake the
+/// producer: a lost wake-up is a deadlock (the main thread joins it).
+fn hand_back_model(hand_back: fn(&Admission, usize) -> Option<Drained>) {
+    check(2, None, move || {
+        let a = admission(4, None);
+        assert_eq!(a.try_acquire_many(3), Ok(3));
+        assert_eq!(a.try_acquire_many(4), Ok(1), "a chunk larger than needed");
+        let producer = {
+            let a = a.clone();
+            thread::spawn(move || a.acquire().expect("never closed"))
+        };
+        assert_eq!(hand_back(&a, 1), None);
+        producer.join().unwrap();
+        assert_eq!(a.depth(), 4);
+        assert_eq!(a.release(4), None);
+        assert_eq!(a.depth(), 0);
+    });
+}
+
+/// Slots reserved and not used (`Submitter::submit_iter`'s last chunk) are
+/// handed back with `unreserve`, which wakes a parked producer whatever the
+/// depth.
+#[test]
+fn unreserved_slots_wake_a_parked_producer() {
+    hand_back_model(Admission::unreserve);
+}
+
+/// Handing them back with `release`, which wakes only at the low-water mark,
+/// strands the producer until some task finishes; here none ever does.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn unused_slots_released_as_finished_strand_the_producer() {
+    hand_back_model(Admission::release);
+}
+
 /// `close` wakes a producer blocked for room, and it gets `Closed`.
 #[test]
 fn close_wakes_blocked_producer_with_closed() {

@@ -19,7 +19,9 @@
 //!    producer that registered before the release is woken, and one that
 //!    registers after it sees the freed room in its re-check. Waking at the
 //!    low-water mark rather than at every free slot lets a parked producer
-//!    refill half the capacity per wake-up.
+//!    refill half the capacity per wake-up. A producer that hands back slots it
+//!    reserved and did not use (`unreserve`) notifies whatever the depth: the
+//!    parked producer may have been refused for exactly those slots.
 //! 4. `close` sets `CLOSED`. The release (or the `close`) that leaves the word at
 //!    exactly `CLOSED` (depth 0) is told [`Drained`] and wakes whoever waits for it.
 //!
@@ -242,14 +244,33 @@ impl Admission {
         result
     }
 
-    /// Frees `n` slots. Returns [`Drained`] when this release emptied a closed
-    /// engine (exactly one release or close sees that).
+    /// Frees `n` slots of finished tasks. Returns [`Drained`] when this
+    /// release emptied a closed engine (exactly one release or close sees
+    /// that).
     ///
     /// Parked producers are woken when the depth reaches the low-water mark
     /// (see [`acquire_many`](Self::acquire_many)). Every admitted task is
     /// eventually released, so the depth always gets there: no producer waits
     /// forever while there is room.
     pub fn release(&self, n: usize) -> Option<Drained> {
+        self.free(n, self.low_water)
+    }
+
+    /// Hands back `n` slots that were reserved and never used (a chunk larger
+    /// than what was left to submit). Returns [`Drained`] like
+    /// [`release`](Self::release).
+    ///
+    /// Unlike a release, this wakes parked producers whatever the depth: they
+    /// may have been refused only because of this reservation, and no task is
+    /// bound to finish to wake them otherwise (a processor may itself wait for
+    /// every producer to finish).
+    pub fn unreserve(&self, n: usize) -> Option<Drained> {
+        self.free(n, usize::MAX)
+    }
+
+    /// Frees `n` slots; wakes parked producers if the depth is then at most
+    /// `wake_at`.
+    fn free(&self, n: usize, wake_at: usize) -> Option<Drained> {
         if n == 0 {
             return None;
         }
@@ -258,7 +279,7 @@ impl Admission {
         let prev = self.state.fetch_sub(n, self.pair(AcqRel));
         debug_assert!(prev & DEPTH >= n, "released more slots than were held");
         let depth = (prev & DEPTH) - n;
-        let wake = depth <= self.low_water && self.waiters.load(self.pair(Acquire)) > 0;
+        let wake = depth <= wake_at && self.waiters.load(self.pair(Acquire)) > 0;
         #[cfg(feature = "loom")]
         let wake = wake && self.fault != Some(Fault::SkipNotify);
         if wake {

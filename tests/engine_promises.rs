@@ -363,6 +363,102 @@ fn submit_iter_admits_in_chunks_within_the_bound() {
     check_exactly_once(&processor.seen.lock().unwrap(), &ids);
 }
 
+/// Holds every task until opened: lets a test queue a whole batch before any
+/// processing (and any release of admission slots) happens.
+#[derive(Default)]
+struct Gated {
+    open: AtomicBool,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Processor for Gated {
+    fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
+        while !self.open.load(Ordering::Acquire) {
+            thread::sleep(Duration::from_micros(50));
+        }
+        self.seen.lock().unwrap().push(task.id.to_string());
+        Ok(Output::default())
+    }
+}
+
+/// `submit_iter` reserves no more slots than a sized iterator has tasks: with
+/// nothing processed, the admission high-water mark is the task count, not a
+/// whole chunk.
+#[test]
+fn submit_iter_reserves_what_a_sized_iterator_holds() {
+    let processor = Arc::new(Gated::default());
+    let engine = Engine::start(
+        EngineConfig {
+            workers: 2,
+            capacity: 100,
+            ..Default::default()
+        },
+        processor.clone(),
+    )
+    .unwrap();
+    let ids: Vec<String> = (0..3).map(|i| i.to_string()).collect();
+    let mut tasks = ids.iter().cloned().map(task);
+    assert_eq!(engine.submitter().submit_iter(&mut tasks), Ok(3));
+    processor.open.store(true, Ordering::Release);
+    let report = engine.shutdown();
+    assert_eq!(report.queue_depth.max, 3);
+    check_exactly_once(&processor.seen.lock().unwrap(), &ids);
+}
+
+/// Promise 3 with over-reservation: four producers share a capacity that
+/// holds exactly all their tasks, while the processor holds every task until
+/// all of them have returned (so no completion frees a slot). Their iterators
+/// do not know their length, so each reserves more than it has and hands the
+/// surplus back; a producer parked behind that surplus must be woken by the
+/// hand-back itself. Repeated, since the race is a matter of timing; a
+/// watchdog turns a stranded producer into a failure instead of a hang.
+#[test]
+fn slots_handed_back_by_submit_iter_wake_parked_producers() {
+    const PRODUCERS: usize = 4;
+    const EACH: usize = 13;
+    let (done_tx, done_rx) = mpsc::channel();
+    let rounds = thread::spawn(move || {
+        for round in 0..200 {
+            let processor = Arc::new(Gated::default());
+            let engine = Engine::start(
+                EngineConfig {
+                    workers: 3,
+                    capacity: PRODUCERS * EACH,
+                    ..Default::default()
+                },
+                processor.clone(),
+            )
+            .unwrap();
+            let mut ids = Vec::new();
+            thread::scope(|scope| {
+                for p in 0..PRODUCERS {
+                    let submitter = engine.submitter();
+                    let mine: Vec<String> = (0..EACH).map(|i| format!("{round}-{p}-{i}")).collect();
+                    ids.extend(mine.iter().cloned());
+                    scope.spawn(move || {
+                        let mut left = mine.into_iter();
+                        // `from_fn` has no upper size bound.
+                        let mut tasks = std::iter::from_fn(|| left.next().map(task));
+                        assert_eq!(submitter.submit_iter(&mut tasks), Ok(EACH as u64));
+                    });
+                }
+            });
+            processor.open.store(true, Ordering::Release);
+            let report = engine.shutdown();
+            assert_eq!(report.counts.succeeded, (PRODUCERS * EACH) as u64);
+            check_exactly_once(&processor.seen.lock().unwrap(), &ids);
+        }
+        done_tx.send(()).unwrap();
+    });
+    match done_rx.recv_timeout(Duration::from_secs(120)) {
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("a producer stayed parked although the engine had room")
+        }
+        // Done, or a round failed: joining reports its panic.
+        _ => rounds.join().unwrap(),
+    }
+}
+
 #[test]
 fn bad_settings_are_refused_before_start() {
     for (config, needle) in [

@@ -276,9 +276,9 @@ fn run_taskq(
             completed - c.succeeded - c.duplicates,
             makespan_s,
             report.latency_ms,
-            // `submit_iter` reserves slots a chunk at a time, and the admission
-            // counter's high-water mark counts reserved slots: never more tasks
-            // than there are.
+            // The admission high-water mark counts reserved slots. The parts
+            // are sized iterators, so `submit_iter` never reserves past their
+            // end; the cap is a guard, not a correction.
             report.queue_depth.max.min(submitted as usize),
             enqueue_s,
         )

@@ -51,8 +51,8 @@
 //!   running). Mean depth is Σ latency ÷ the time they were held in (Little's
 //!   law; the makespan, plus the enqueue phase under `--queue-first`) for every
 //!   engine. Max depth is taskq's admission high-water mark (which counts
-//!   completions a worker has not released yet, and slots `submit_iter` has
-//!   reserved, so it is capped at the task count), and for baseline and
+//!   completions a worker has not released yet, and is capped at the task
+//!   count), and for baseline and
 //!   classic an exact sweep over the recorded submit and completion times.
 //! - `--queue-first` queues every task before any processing starts. taskq's
 //!   workers start with the engine, so its processor is wrapped in a gate that

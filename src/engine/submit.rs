@@ -153,7 +153,10 @@ impl Submitter {
     /// Submits every task `tasks` yields, reserving admission slots in chunks
     /// (one compare-and-swap and one wake-up per chunk instead of per task).
     /// Honours the admission mode like [`submit`](Self::submit). Tasks of one
-    /// chunk share one submit timestamp.
+    /// chunk share one submit timestamp. A chunk is never larger than what
+    /// `tasks` can still yield by its `size_hint`; an iterator without an
+    /// upper bound may reserve slots past its end, which are handed back (and
+    /// parked producers woken) as soon as it runs out.
     ///
     /// Returns how many were admitted once `tasks` is exhausted.
     ///
@@ -179,9 +182,14 @@ impl Submitter {
         let mut admitted = 0u64;
         let mut spare = self.spare.borrow_mut();
         while let Some(first) = tasks.next() {
+            // Never reserve more than the iterator says it can still yield: a
+            // surplus is handed back below, but until then it keeps other
+            // producers out (and in reject mode, turns them away).
+            let left = tasks.size_hint().1.map_or(usize::MAX, |n| n + 1);
+            let want = SUBMIT_CHUNK.min(left);
             let reserved = match self.shared.mode {
-                AdmissionMode::Block => admission.acquire_many(SUBMIT_CHUNK),
-                AdmissionMode::Reject => admission.try_acquire_many(SUBMIT_CHUNK),
+                AdmissionMode::Block => admission.acquire_many(want),
+                AdmissionMode::Reject => admission.try_acquire_many(want),
             };
             let reserved = match reserved {
                 Ok(k) => k,
@@ -200,7 +208,7 @@ impl Submitter {
                     spare.boxed(&self.shared.pool, Job::new(task, submitted_at))
                 });
             self.shared.scheduler.push_lane_all(self.lane(), chunk);
-            if used < reserved && admission.release(reserved - used).is_some() {
+            if used < reserved && admission.unreserve(reserved - used).is_some() {
                 self.shared.on_drained();
             }
             bump(&self.stats.submitted, used as u64);
