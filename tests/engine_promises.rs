@@ -459,6 +459,51 @@ fn slots_handed_back_by_submit_iter_wake_parked_producers() {
     }
 }
 
+/// A caller's iterator that panics part-way through a `submit_iter` chunk:
+/// the tasks it yielded before are admitted, published and run; the rest of
+/// the chunk's reserved slots are handed back, so the engine still drains and
+/// the counts still add up.
+#[test]
+fn a_panicking_iterator_leaves_no_reserved_slot_behind() {
+    let processor = Arc::new(Recording::default());
+    let engine = Engine::start(
+        EngineConfig {
+            workers: 2,
+            capacity: 64,
+            ..Default::default()
+        },
+        processor.clone(),
+    )
+    .unwrap();
+    let ids: Vec<String> = (0..3).map(|i| i.to_string()).collect();
+    let submitter = engine.submitter();
+    let mut yielded = ids.clone().into_iter();
+    // No size hint: a whole chunk (the capacity) is reserved for 3 tasks.
+    let mut tasks = std::iter::from_fn(|| match yielded.next() {
+        Some(id) => Some(task(id)),
+        None => panic!("the caller's iterator fails"),
+    });
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        submitter.submit_iter(&mut tasks)
+    }));
+    assert!(outcome.is_err(), "the iterator's panic reaches the caller");
+    drop(submitter);
+    let (done_tx, done_rx) = mpsc::channel();
+    let shutdown = thread::spawn(move || {
+        let report = engine.shutdown();
+        done_tx.send(()).unwrap();
+        report
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("shutdown never drained: reserved slots were left behind");
+    let report = shutdown.join().unwrap();
+    assert_eq!(report.counts.submitted, 3);
+    assert_eq!(report.counts.admitted, 3);
+    assert_eq!(report.counts.succeeded, 3);
+    check_exactly_once(&processor.seen.lock().unwrap(), &ids);
+}
+
 #[test]
 fn bad_settings_are_refused_before_start() {
     for (config, needle) in [

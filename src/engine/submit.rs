@@ -200,22 +200,47 @@ impl Submitter {
                 }
             };
             let submitted_at = self.shared.clock.raw();
-            let mut used = 0usize;
-            let chunk = std::iter::once(first)
+            let mut chunk = Chunk {
+                submitter: self,
+                reserved,
+                used: 0,
+            };
+            let jobs = std::iter::once(first)
                 .chain(tasks.by_ref().take(reserved - 1))
                 .map(|task| {
-                    used += 1;
+                    chunk.used += 1;
                     spare.boxed(&self.shared.pool, Job::new(task, submitted_at))
                 });
-            self.shared.scheduler.push_lane_all(self.lane(), chunk);
-            if used < reserved && admission.unreserve(reserved - used).is_some() {
-                self.shared.on_drained();
-            }
-            bump(&self.stats.submitted, used as u64);
-            bump(&self.stats.admitted, used as u64);
-            admitted += used as u64;
+            self.shared.scheduler.push_lane_all(self.lane(), jobs);
+            admitted += chunk.used as u64;
         }
         Ok(admitted)
+    }
+}
+
+/// The slots [`Submitter::submit_iter`] reserved for one chunk. Dropping it,
+/// at the end of the chunk or while the caller's iterator unwinds from a
+/// panic, counts the tasks that went in and hands back the slots they did not
+/// use, so that a panicking iterator leaves no phantom depth behind (which
+/// would keep the engine from ever draining).
+struct Chunk<'a> {
+    submitter: &'a Submitter,
+    reserved: usize,
+    used: usize,
+}
+
+impl Drop for Chunk<'_> {
+    fn drop(&mut self) {
+        let Chunk {
+            submitter: s,
+            reserved,
+            used,
+        } = *self;
+        if used < reserved && s.shared.admission.unreserve(reserved - used).is_some() {
+            s.shared.on_drained();
+        }
+        bump(&s.stats.submitted, used as u64);
+        bump(&s.stats.admitted, used as u64);
     }
 }
 

@@ -177,10 +177,18 @@ impl<T> Scheduler<T> {
     /// Publishes several items on a lane, then wakes a parked worker once.
     #[inline]
     pub fn push_lane_all(&self, lane: &Lane<T>, items: impl Iterator<Item = T>) {
+        /// Wakes a worker when dropped: also if `items` panics part-way, what
+        /// was pushed before is published.
+        struct Notify<'a, T>(&'a Scheduler<T>);
+        impl<T> Drop for Notify<'_, T> {
+            fn drop(&mut self) {
+                self.0.sleep.notify_one();
+            }
+        }
+        let _notify = Notify(self);
         for item in items {
             lane.deque.push(item);
         }
-        self.sleep.notify_one();
     }
 
     /// Publishes an item on the injector and wakes a parked worker if there is one.
