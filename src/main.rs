@@ -56,6 +56,7 @@ fn run() -> anyhow::Result<ExitCode> {
                     eprintln!("error: {e}");
                 }
             }
+            warn_invalid(&report, &config.tasks);
             emit(&report, args.report.as_deref())?;
             Ok(ExitCode::from(taskq::runner::exit_code(&report)))
         }
@@ -169,6 +170,37 @@ fn watch_signals(interrupt: taskq::runner::Interrupt) -> anyhow::Result<()> {
         })
         .context("cannot start the signal thread")?;
     Ok(())
+}
+
+/// How many invalid tasks a run names on stderr (the report lists up to
+/// [`taskq::metrics::MAX_INVALID_LISTED`]).
+const INVALID_SHOWN: usize = 10;
+
+/// Names the first invalid tasks on stderr, `file:line: ...`, so that a run
+/// without `--report` still says where they are.
+fn warn_invalid(report: &Report, tasks: &Path) {
+    if report.counts.invalid == 0 {
+        return;
+    }
+    let name = if tasks == Path::new("-") {
+        "<stdin>".to_owned()
+    } else {
+        tasks.display().to_string()
+    };
+    let mut err = std::io::stderr().lock();
+    let shown = report.invalid_tasks.iter().take(INVALID_SHOWN);
+    let n = shown.len() as u64;
+    for t in shown {
+        let _ = writeln!(err, "{name}:{}: invalid task skipped: {}", t.line, t.error);
+    }
+    let more = report.counts.invalid.saturating_sub(n);
+    if more > 0 {
+        let _ = writeln!(
+            err,
+            "{name}: {more} more invalid task(s) skipped (a --report lists the first {})",
+            taskq::metrics::MAX_INVALID_LISTED
+        );
+    }
 }
 
 /// Prints the summary (or the JSON, with `--report -`) and writes the report file.

@@ -863,10 +863,66 @@ fn invalid_tasks_are_rejected_alone_and_listed_with_their_line() {
                 "{name}: {item} lacks {says:?}"
             );
         }
+        // Without reading the report, stderr says where each one is.
+        let warnings: Vec<&str> = o.stderr.lines().collect();
+        assert_eq!(warnings.len(), invalid.len(), "{name}: {o:#?}");
+        for (warning, (line, _, says)) in warnings.iter().zip(invalid) {
+            let at = format!("{}:{line}: invalid task skipped: ", path.display());
+            assert!(
+                warning.starts_with(&at) && warning.contains(says),
+                "{name}: {warning:?} should start with {at:?} and name {says:?}"
+            );
+        }
         let mut done: Vec<String> = effects(&log).into_iter().map(|(k, _)| k).collect();
         done.sort();
         assert_eq!(done, valid, "{name}: the valid tasks ran, once each");
     }
+}
+
+/// Many invalid tasks: stderr names the first ten and counts the rest.
+#[test]
+fn many_invalid_tasks_are_named_ten_at_most_on_stderr() {
+    let dir = Sandbox::new();
+    let mut ndjson = String::new();
+    for i in 0..25 {
+        ndjson += &format!("{{\"image_key\": \"img/{i}.jpg\", \"size\": \"0x{i}\"}}\n");
+    }
+    ndjson += &ndjson_task("ok");
+    ndjson += "\n";
+    let db = dir.path().join("many.db");
+    let o = outcome(
+        dir.cmd()
+            .args([
+                "run",
+                "--tasks",
+                "-",
+                "--db",
+                path_str(&db),
+                "--latency-ms",
+                "0",
+            ])
+            .write_stdin(ndjson),
+    );
+    assert_no_panic(&o);
+    assert_eq!(o.code, Some(3), "{o:#?}");
+    assert!(o.stdout.contains("1 succeeded"), "{o:#?}");
+    assert!(o.stdout.contains("25 invalid"), "{o:#?}");
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(lines.len(), 11, "{o:#?}");
+    for (i, line) in lines[..10].iter().enumerate() {
+        assert!(
+            line.starts_with(&format!(
+                "<stdin>:{}: invalid task skipped: field `size`",
+                i + 1
+            )),
+            "{line}"
+        );
+    }
+    assert!(
+        lines[10].starts_with("<stdin>: 15 more invalid task(s) skipped"),
+        "{}",
+        lines[10]
+    );
 }
 
 // ---------------------------------------------------------------------------
