@@ -504,6 +504,72 @@ fn a_panicking_iterator_leaves_no_reserved_slot_behind() {
     check_exactly_once(&processor.seen.lock().unwrap(), &ids);
 }
 
+/// Holds the task with id `slow` until released; counts the others.
+struct HoldsSlow {
+    release_slow: AtomicBool,
+    others_done: AtomicUsize,
+}
+
+impl Processor for HoldsSlow {
+    fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
+        if task.id == "slow" {
+            while !self.release_slow.load(Ordering::Acquire) {
+                thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            self.others_done.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(Output::default())
+    }
+}
+
+/// A worker that has just run a short job takes its next job ahead of time
+/// (`scheduler::worker`), but the job after a short one can be long, and then
+/// the job taken ahead waits for it. That must stay one job per worker: one
+/// chunk of tasks, a short one, a long one, then short ones, on two workers.
+/// While the long one is held, the other worker runs every short task but at
+/// most one, whichever worker got which. (A liveness check with a generous
+/// limit, not a timing.)
+#[test]
+fn a_job_taken_ahead_waits_behind_one_job_at_most() {
+    let ids = ["fast", "slow", "a", "b", "c", "d", "e", "f"];
+    // Everything but `slow`, less the one job its worker may hold.
+    let must_run = ids.len() - 2;
+    for round in 0..50 {
+        let processor = Arc::new(HoldsSlow {
+            release_slow: AtomicBool::new(false),
+            others_done: AtomicUsize::new(0),
+        });
+        let engine = Engine::start(
+            EngineConfig {
+                workers: 2,
+                capacity: 64,
+                ..Default::default()
+            },
+            processor.clone(),
+        )
+        .unwrap();
+        let mut tasks = ids
+            .into_iter()
+            .map(|id| task(format!("{round}-{id}")).with_id(id));
+        assert_eq!(
+            engine.submitter().submit_iter(&mut tasks),
+            Ok(ids.len() as u64)
+        );
+        let waited = std::time::Instant::now();
+        while processor.others_done.load(Ordering::Acquire) < must_run {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "round {round}: only {} of {must_run} tasks ran while `slow` was held",
+                processor.others_done.load(Ordering::Acquire)
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        processor.release_slow.store(true, Ordering::Release);
+        assert_eq!(engine.shutdown().counts.succeeded, ids.len() as u64);
+    }
+}
+
 #[test]
 fn bad_settings_are_refused_before_start() {
     for (config, needle) in [

@@ -19,10 +19,17 @@ pub(crate) struct WorkerExit {
 /// A job is written on a producer's core and read first on a worker's, so its
 /// first touch waits for its lines to cross cores; on no-op tasks that wait was
 /// about 30% of the time spent in `Shared::execute`. Taking the next job early lets the fetch
-/// overlap the current job. While it runs, the job taken ahead cannot be
-/// stolen by an idle sibling, so this is done only after a short job (a
-/// sibling could have waited at most about that long for it), never after a
-/// long one: a worker on 30 ms tasks holds nothing back.
+/// overlap the current job (no-op tasks: ×1.13 in an alternating A/B against a
+/// build without it, PERF.md).
+///
+/// The price: while the current job runs, the job taken ahead cannot be
+/// stolen, so it is done only after a short job, never after a long one (a
+/// worker on 30 ms tasks holds nothing back). A short job does not make the
+/// next one short, though: after a duplicate, say, comes a real task, and the
+/// job taken ahead then waits for that task to finish even if a sibling is
+/// idle. At most one job per worker is held that way, for at most the
+/// duration of the job it waits behind (`tests/engine_promises.rs`,
+/// `a_job_taken_ahead_waits_behind_one_job_at_most`).
 const LOOKAHEAD_NS: u64 = 20_000;
 
 /// Asks for the first two cache lines of `job` (it spans two or three).
