@@ -36,7 +36,7 @@
 //!
 //! `loom_tests/admission.rs` checks the bound, the accounting, the wake-ups and
 //! the single `Drained` under loom. Under the `loom` feature (only) an
-//! `Admission` can carry a deliberate [`Fault`](crate::sync::fault::Fault)
+//! `Admission` can carry a deliberate `sync::fault::Fault`
 //! (check-then-act reservation, skipped notify, weak ordering, split close) that
 //! the models must reject.
 

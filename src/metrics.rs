@@ -1,7 +1,7 @@
 //! Per-worker recorders, merged once at the end into the [`Report`].
 //!
 //! Each worker owns a `Recorder`: plain counters and two sample counts in HDR
-//! histogram layout ([`Samples`]: latency submit→completion, service
+//! histogram layout (`Samples`: latency submit→completion, service
 //! start→end), touched only by that worker, so recording costs a few
 //! nanoseconds and no shared cache line. Shutdown joins
 //! the workers and merges their recorders (`Recorder::merge`); the merged

@@ -20,7 +20,7 @@
 //! back exactly once, `expire` and `close`) and, through the real engine, that
 //! a task waiting for its retry keeps its admission slot. Under the `loom`
 //! feature (only) a `DelayQueue` can carry a deliberate
-//! [`Fault`](crate::sync::fault::Fault) (a push that never wakes the timer, a
+//! `sync::fault::Fault` (a push that never wakes the timer, a
 //! close that drops waiting items) that the models must reject.
 
 use std::cmp::Ordering;

@@ -35,7 +35,7 @@
 //! losers told in flight / done / contended / conflict, no key released before
 //! its record is committed), with the real [`Handoff`](super::handoff::Handoff)
 //! between the workers and a model writer. Under the `loom` feature (only) a
-//! `ClaimTable` can carry a deliberate [`Fault`](crate::sync::fault::Fault)
+//! `ClaimTable` can carry a deliberate `sync::fault::Fault`
 //! (check-then-insert claim, release on finish) that the models must reject.
 
 use std::hash::{BuildHasher, Hash, Hasher};

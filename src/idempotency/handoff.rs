@@ -21,7 +21,7 @@
 //! `loom_tests/handoff.rs` checks under loom that every record sent before the
 //! close is received exactly once, that back-pressure never strands a sender,
 //! and that `close` ends every wait. Under the `loom` feature (only) a
-//! `Handoff` can carry a deliberate [`Fault`](crate::sync::fault::Fault)
+//! `Handoff` can carry a deliberate `sync::fault::Fault`
 //! (a skipped `not_full` or `not_empty` notification) that the models must
 //! reject.
 

@@ -62,7 +62,7 @@
 //!
 //! `loom_tests/parking.rs` runs this protocol against the real [`Scheduler`]
 //! under loom. Under the `loom` feature (only) a `Sleep` can carry a deliberate
-//! [`Fault`](crate::sync::fault::Fault) (no re-check, unlocked notify, a
+//! `sync::fault::Fault` (no re-check, unlocked notify, a
 //! searcher that parks still counted as searching) that the models must
 //! reject.
 
