@@ -19,7 +19,7 @@
 set -euo pipefail
 
 if [ $# -lt 3 ]; then
-  sed -n '7,11p' "$0" | sed 's/^# {0,1}//' >&2
+  echo "usage: benches/ab.sh ROUNDS OLD_BINARY NEW_BINARY [taskq bench options...]" >&2
   exit 2
 fi
 rounds=$1 old=$2 new=$3
