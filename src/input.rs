@@ -1303,6 +1303,15 @@ impl<R: BufRead> Iterator for TaskReader<R> {
     }
 }
 
+/// How messages name the task file at `path`: its path, or `<stdin>` for `-`.
+pub fn source_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "<stdin>".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
 /// Opens a task file for streaming; `-` is stdin (named `<stdin>` in errors).
 ///
 /// # Errors
@@ -1313,11 +1322,11 @@ pub fn open_path(
     path: &Path,
     options: ReaderOptions,
 ) -> Result<TaskReader<Box<dyn BufRead + Send>>, InputError> {
+    let name = source_name(path);
     if path == Path::new("-") {
         let stdin = BufReader::with_capacity(READ_BUFFER_BYTES, io::stdin());
-        return Ok(TaskReader::new(Box::new(stdin), "<stdin>", options));
+        return Ok(TaskReader::new(Box::new(stdin), name, options));
     }
-    let name = path.display().to_string();
     let open_error = |e: io::Error| InputError {
         source_name: name.clone(),
         at: Location::default(),

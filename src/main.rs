@@ -182,11 +182,7 @@ fn warn_invalid(report: &Report, tasks: &Path) {
     if report.counts.invalid == 0 {
         return;
     }
-    let name = if tasks == Path::new("-") {
-        "<stdin>".to_owned()
-    } else {
-        tasks.display().to_string()
-    };
+    let name = taskq::input::source_name(tasks);
     let mut err = std::io::stderr().lock();
     let shown = report.invalid_tasks.iter().take(INVALID_SHOWN);
     let n = shown.len() as u64;

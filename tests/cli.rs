@@ -889,18 +889,9 @@ fn many_invalid_tasks_are_named_ten_at_most_on_stderr() {
     }
     ndjson += &ndjson_task("ok");
     ndjson += "\n";
-    let db = dir.path().join("many.db");
     let o = outcome(
         dir.cmd()
-            .args([
-                "run",
-                "--tasks",
-                "-",
-                "--db",
-                path_str(&db),
-                "--latency-ms",
-                "0",
-            ])
+            .args(["run", "--tasks", "-", "--latency-ms", "0"])
             .write_stdin(ndjson),
     );
     assert_no_panic(&o);

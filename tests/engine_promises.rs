@@ -36,6 +36,19 @@ fn task(id: String) -> Task {
         .with_id(id)
 }
 
+/// An engine of `workers` workers and `capacity` slots, defaults otherwise.
+fn start(workers: usize, capacity: usize, processor: impl Processor) -> Engine {
+    Engine::start(
+        EngineConfig {
+            workers,
+            capacity,
+            ..Default::default()
+        },
+        processor,
+    )
+    .unwrap()
+}
+
 /// Runs `producers` threads each submitting `per_producer` tasks while a sampler
 /// watches the depth. Returns (report, processed ids, admitted ids, max sampled depth).
 fn stress(
@@ -184,15 +197,7 @@ fn try_submit_never_blocks_and_hands_the_task_back() {
             Ok(Output::default())
         }
     }
-    let engine = Engine::start(
-        EngineConfig {
-            workers: 1,
-            capacity: 2,
-            ..Default::default()
-        },
-        Gated(gate),
-    )
-    .unwrap();
+    let engine = start(1, 2, Gated(gate));
     let s = engine.submitter();
     s.try_submit(task("a".into())).unwrap();
     s.try_submit(task("b".into())).unwrap();
@@ -318,15 +323,7 @@ fn panicking_processor_fails_the_task_not_the_worker() {
 #[test]
 fn dropped_submitter_loses_nothing() {
     let processor = Arc::new(Recording::default());
-    let engine = Engine::start(
-        EngineConfig {
-            workers: 2,
-            capacity: 10_000,
-            ..Default::default()
-        },
-        processor.clone(),
-    )
-    .unwrap();
+    let engine = start(2, 10_000, processor.clone());
     let mut admitted = Vec::new();
     for round in 0..50 {
         let s = engine.submitter();
@@ -345,15 +342,7 @@ fn dropped_submitter_loses_nothing() {
 #[test]
 fn submit_iter_admits_in_chunks_within_the_bound() {
     let processor = Arc::new(Recording::default());
-    let engine = Engine::start(
-        EngineConfig {
-            workers: 2,
-            capacity: 100,
-            ..Default::default()
-        },
-        processor.clone(),
-    )
-    .unwrap();
+    let engine = start(2, 100, processor.clone());
     let ids: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
     let mut tasks = ids.iter().cloned().map(task);
     assert_eq!(engine.submitter().submit_iter(&mut tasks), Ok(20_000));
@@ -387,15 +376,7 @@ impl Processor for Gated {
 #[test]
 fn submit_iter_reserves_what_a_sized_iterator_holds() {
     let processor = Arc::new(Gated::default());
-    let engine = Engine::start(
-        EngineConfig {
-            workers: 2,
-            capacity: 100,
-            ..Default::default()
-        },
-        processor.clone(),
-    )
-    .unwrap();
+    let engine = start(2, 100, processor.clone());
     let ids: Vec<String> = (0..3).map(|i| i.to_string()).collect();
     let mut tasks = ids.iter().cloned().map(task);
     assert_eq!(engine.submitter().submit_iter(&mut tasks), Ok(3));
@@ -420,15 +401,7 @@ fn slots_handed_back_by_submit_iter_wake_parked_producers() {
     let rounds = thread::spawn(move || {
         for round in 0..200 {
             let processor = Arc::new(Gated::default());
-            let engine = Engine::start(
-                EngineConfig {
-                    workers: 3,
-                    capacity: PRODUCERS * EACH,
-                    ..Default::default()
-                },
-                processor.clone(),
-            )
-            .unwrap();
+            let engine = start(3, PRODUCERS * EACH, processor.clone());
             let mut ids = Vec::new();
             thread::scope(|scope| {
                 for p in 0..PRODUCERS {
@@ -466,15 +439,7 @@ fn slots_handed_back_by_submit_iter_wake_parked_producers() {
 #[test]
 fn a_panicking_iterator_leaves_no_reserved_slot_behind() {
     let processor = Arc::new(Recording::default());
-    let engine = Engine::start(
-        EngineConfig {
-            workers: 2,
-            capacity: 64,
-            ..Default::default()
-        },
-        processor.clone(),
-    )
-    .unwrap();
+    let engine = start(2, 64, processor.clone());
     let ids: Vec<String> = (0..3).map(|i| i.to_string()).collect();
     let submitter = engine.submitter();
     let mut yielded = ids.clone().into_iter();
@@ -540,15 +505,7 @@ fn a_job_taken_ahead_waits_behind_one_job_at_most() {
             release_slow: AtomicBool::new(false),
             others_done: AtomicUsize::new(0),
         });
-        let engine = Engine::start(
-            EngineConfig {
-                workers: 2,
-                capacity: 64,
-                ..Default::default()
-            },
-            processor.clone(),
-        )
-        .unwrap();
+        let engine = start(2, 64, processor.clone());
         let mut tasks = ids
             .into_iter()
             .map(|id| task(format!("{round}-{id}")).with_id(id));

@@ -18,9 +18,9 @@ pub(crate) struct WorkerExit {
 ///
 /// A job is written on a producer's core and read first on a worker's, so its
 /// first touch waits for its lines to cross cores; on no-op tasks that wait was
-/// about 30% of the time spent in `Shared::execute`. Taking the next job early lets the fetch
-/// overlap the current job (no-op tasks: ×1.13 in an alternating A/B against a
-/// build without it, PERF.md).
+/// about 30% of the time spent in `Shared::execute`. Taking the next job early
+/// lets the fetch overlap the current job (no-op tasks: ×1.13 in an
+/// alternating A/B against a build without it, PERF.md).
 ///
 /// The price: while the current job runs, the job taken ahead cannot be
 /// stolen, so it is done only after a short job, never after a long one (a
