@@ -112,7 +112,7 @@ fn history(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("history.db"), SqliteOptions::default()).unwrap();
     {
-        let mut writer = store.writer().unwrap();
+        let mut writer = store.writer("bench").unwrap();
         let all: Vec<Pending> = (0..KEYS as u64).map(support::record).collect();
         for batch in all.chunks(4096) {
             writer.commit(batch).unwrap();
@@ -121,7 +121,7 @@ fn history(c: &mut Criterion) {
     // Sized as the engine sizes it: twice the history, at least 2^20 keys.
     let bloom = Bloom::with_capacity((KEYS as u64 * 2).max(1 << 20));
     store
-        .for_each_succeeded_key(&mut |k| bloom.insert(k))
+        .for_each_succeeded_key("bench", &mut |k| bloom.insert(k))
         .unwrap();
     let recorded: Vec<String> = (0..KEYS).map(key).collect();
     let absent: Vec<String> = (0..KEYS).map(|i| key(i + 1_000_000)).collect();
@@ -135,7 +135,7 @@ fn history(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("history");
     group.throughput(Throughput::Elements(1));
-    let mut reader = store.reader().unwrap();
+    let mut reader = store.reader("bench").unwrap();
     group.bench_function("miss_bloom_positive_sqlite_hit", |b| {
         let mut i = 0;
         b.iter(|| {

@@ -61,7 +61,7 @@ fn store_commits(c: &mut Criterion) {
                 },
             )
             .unwrap();
-            let mut writer = store.writer().unwrap();
+            let mut writer = store.writer("bench").unwrap();
             let mut next = 0u64;
             group.throughput(Throughput::Elements(n));
             group.bench_function(BenchmarkId::new(mode, n), |b| {

@@ -84,11 +84,11 @@ impl SeedImagesArgs {
 /// `taskq dlq …`.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// List dead letters (oldest failure first).
+    /// List dead letters (oldest failure first), with the processor that failed each.
     List {
-        /// The database.
-        #[arg(long, default_value = "taskq.db", value_name = "PATH")]
-        db: PathBuf,
+        /// Which database.
+        #[command(flatten)]
+        db: DlqDbArgs,
         /// Only this idempotency key.
         #[arg(long)]
         key: Option<String>,
@@ -96,17 +96,41 @@ pub enum DlqCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Run dead-lettered tasks again, with idempotency; clear the ones that succeed.
+    /// Run dead-lettered tasks again with the processor that failed them, with
+    /// idempotency; clear the ones that succeed.
     Retry(Box<DlqRetryArgs>),
     /// Delete dead letters.
     Purge {
-        /// The database.
-        #[arg(long, default_value = "taskq.db", value_name = "PATH")]
-        db: PathBuf,
+        /// Which database.
+        #[command(flatten)]
+        db: DlqDbArgs,
         /// Which dead letters.
         #[command(flatten)]
         selection: SelectionArgs,
     },
+}
+
+/// The database of a `dlq` command: `--db PATH`, or the one of `--store DIR`.
+#[derive(Debug, Args)]
+pub struct DlqDbArgs {
+    /// The database [default: taskq.db; with --store DIR: DIR/taskq.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// An object store: its database is DIR/taskq.db (as for `run`), and
+    /// `retry` reads and writes the thumbnail processor's images there.
+    #[arg(long = "store", value_name = "DIR")]
+    pub object_store: Option<PathBuf>,
+}
+
+impl DlqDbArgs {
+    /// The database file these arguments name.
+    pub fn path(&self) -> PathBuf {
+        match (&self.db, &self.object_store) {
+            (Some(db), _) => db.clone(),
+            (None, Some(store)) => store.join("taskq.db"),
+            (None, None) => PathBuf::from("taskq.db"),
+        }
+    }
 }
 
 /// `--key K` or `--all`: exactly one.
@@ -134,9 +158,9 @@ impl SelectionArgs {
 /// `taskq dlq retry`.
 #[derive(Debug, Args)]
 pub struct DlqRetryArgs {
-    /// The database.
-    #[arg(long, default_value = "taskq.db", value_name = "PATH")]
-    pub db: PathBuf,
+    /// Which database (and, for thumbnails, which object store).
+    #[command(flatten)]
+    pub db: DlqDbArgs,
     /// Which dead letters.
     #[command(flatten)]
     pub selection: SelectionArgs,
@@ -149,12 +173,12 @@ pub struct DlqRetryArgs {
     /// Write the JSON report here (`-`: to stdout instead of the summary).
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
-    /// The processor to run them with (`thumbnail` needs `--store`).
-    #[arg(long, value_enum, default_value_t = ProcessorKind::Simulated)]
-    pub processor: ProcessorKind,
-    /// The object store of `--processor thumbnail`.
-    #[arg(long = "store", value_name = "DIR")]
-    pub object_store: Option<PathBuf>,
+    /// Retry only the dead letters this processor made, with it (`thumbnail`
+    /// needs `--store`); dead letters recorded before taskq kept processors
+    /// are given to it. Default: the processor that made the selected dead
+    /// letters.
+    #[arg(long, value_enum)]
+    pub processor: Option<ProcessorKind>,
     /// Settings of the simulated processor.
     #[command(flatten)]
     pub simulated: SimulatedArgs,
@@ -164,17 +188,25 @@ pub struct DlqRetryArgs {
 }
 
 impl DlqRetryArgs {
-    /// The processor these arguments ask for.
+    /// The processor of `kind` with these arguments' settings.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for bad processor settings (or `--store` missing for,
-    /// or given without, `--processor thumbnail`), [`Error::Io`] when the
-    /// effects log or the object store cannot be opened.
-    pub fn to_processor(&self) -> Result<std::sync::Arc<dyn crate::Processor>, Error> {
+    /// [`Error::Config`] for bad processor settings (or `--store` missing for
+    /// the thumbnail processor), [`Error::Io`] when the effects log or the
+    /// object store cannot be opened.
+    pub fn to_processor(
+        &self,
+        kind: ProcessorKind,
+    ) -> Result<std::sync::Arc<dyn crate::Processor>, Error> {
         let mut run = RunConfig::new("-");
-        run.processor = self.processor;
-        run.object_store = self.object_store.clone();
+        run.processor = kind;
+        // `--store` also names the database; only thumbnails read images there.
+        run.object_store = self
+            .db
+            .object_store
+            .clone()
+            .filter(|_| kind == ProcessorKind::Thumbnail);
         run.simulated = self.simulated.to_config();
         run.validate()?;
         crate::runner::build_processor(&run)
@@ -189,7 +221,7 @@ impl DlqRetryArgs {
         Ok(EngineConfig {
             workers: self.workers,
             capacity: self.capacity,
-            store: Some(StoreConfig::new(self.db.clone())),
+            store: Some(StoreConfig::new(self.db.path())),
             retry: RetryPolicy {
                 max_retries: self.retry.max_retries,
                 backoff_base_ms: self.retry.backoff_base_ms,

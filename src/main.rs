@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use taskq::cli::{Cli, Command, DlqCommand};
 use taskq::dlq::Selection;
+use taskq::runner::ProcessorKind;
 use taskq::{Report, RunStatus};
 
 #[global_allocator]
@@ -105,6 +106,7 @@ fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cmd {
         DlqCommand::List { db, key, json } => {
+            let db = db.path();
             let selection = key.map_or(Selection::All, Selection::Key);
             let letters = taskq::dlq::list(&db, &selection)?;
             if json {
@@ -114,8 +116,9 @@ fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                 for d in &letters {
                     writeln!(
                         out,
-                        "{key}\t{class} {kind}\tattempts {attempts}\t{message}",
+                        "{key}\t{processor}\t{class} {kind}\tattempts {attempts}\t{message}",
                         key = d.task.idempotency_key,
+                        processor = taskq::dlq::processor_label(&d.processor),
                         class = d.class,
                         kind = d.kind,
                         attempts = d.attempts,
@@ -126,28 +129,103 @@ fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Purge { db, selection } => {
+            let db = db.path();
             let n = taskq::dlq::purge(&db, &selection.to_selection())?;
             writeln!(out, "purged {n} dead letter(s) from {}", db.display())?;
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Retry(args) => {
+            let db = args.db.path();
+            let selection = args.selection.to_selection();
             let config = args.to_config()?;
-            let processor = args.to_processor()?;
-            let (mut report, cleared) =
-                taskq::dlq::retry(config, processor.clone(), &args.selection.to_selection())?;
+            // Every check comes before anything is written: a dead letter is
+            // retried with the processor that made it, or not at all.
+            let (kind, adopt) = match args.processor {
+                Some(kind) => (kind, true),
+                None => match retry_kind(&db, &selection, args.db.object_store.is_some())? {
+                    Some(kind) => (kind, false),
+                    None => {
+                        writeln!(out, "no dead letters to retry in {}", db.display())?;
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                },
+            };
+            let processor = args.to_processor(kind)?;
+            let retried = taskq::dlq::retry(config, processor.clone(), &selection, adopt)?;
+            let mut report = retried.report;
             report.processor = processor.report().map(|mut p| {
                 p.finish(report.elapsed_s);
                 p
             });
             drop(out);
             emit(&report, args.report.as_deref())?;
+            let mut out = std::io::stdout().lock();
+            if retried.adopted > 0 {
+                writeln!(
+                    out,
+                    "gave {} dead letter(s) recorded before taskq kept processors to {}",
+                    retried.adopted,
+                    processor.name()
+                )?;
+            }
             writeln!(
-                std::io::stdout().lock(),
-                "cleared {cleared} dead letter(s) whose task now succeeded"
+                out,
+                "cleared {} dead letter(s) whose task now succeeded",
+                retried.cleared
             )?;
+            if !retried.skipped.0.is_empty() {
+                writeln!(
+                    out,
+                    "left {} dead letter(s) of other processors ({}): retry them without --processor",
+                    retried.skipped.0.iter().map(|(_, n)| n).sum::<u64>(),
+                    retried.skipped.describe()
+                )?;
+            }
             Ok(ExitCode::from(taskq::runner::exit_code(&report)))
         }
     }
+}
+
+/// The processor that made the selected dead letters, checked to be one this
+/// binary can run with the settings given; `None` when nothing is selected.
+fn retry_kind(
+    db: &Path,
+    selection: &Selection,
+    has_store: bool,
+) -> anyhow::Result<Option<ProcessorKind>> {
+    let by = taskq::dlq::processors(db, selection)?;
+    let db = db.display();
+    let (name, n) = match by.0.as_slice() {
+        [] => return Ok(None),
+        [(name, n)] => (name, n),
+        _ => anyhow::bail!(
+            "the selected dead letters in {db} were made by several processors ({}); \
+             retry one processor's at a time with --processor; nothing was changed",
+            by.describe()
+        ),
+    };
+    if name == taskq::idempotency::UNKNOWN_PROCESSOR {
+        anyhow::bail!(
+            "{n} dead letter(s) in {db} were recorded before taskq kept processors: say which \
+             processor to retry them with (--processor simulated|noop|cpu|thumbnail); nothing \
+             was changed"
+        );
+    }
+    let Some(kind) = ProcessorKind::from_record_name(name) else {
+        anyhow::bail!(
+            "{n} dead letter(s) in {db} were made by processor {name:?}, which this taskq \
+             cannot run (it runs {}); retry them with the program that made them; nothing was \
+             changed",
+            ProcessorKind::ALL.map(|k| k.record_name()).join(", ")
+        );
+    };
+    if kind == ProcessorKind::Thumbnail && !has_store {
+        anyhow::bail!(
+            "{n} dead letter(s) in {db} were made by {name}: retrying them needs --store DIR, the \
+             object store holding their images; nothing was changed"
+        );
+    }
+    Ok(Some(kind))
 }
 
 /// First SIGINT/SIGTERM: stop admitting, drain, report (exit 130/143). A second

@@ -473,8 +473,21 @@ pub struct StoreReport {
     pub path: String,
     /// `batch` or `group-commit`.
     pub durability: String,
-    /// Succeeded keys in the history when the run started.
+    /// The processor whose records the run read and wrote
+    /// ([`Processor::name`](crate::Processor::name)).
+    #[serde(default)]
+    pub processor: String,
+    /// This processor's succeeded keys in the history when the run started.
     pub history_keys: u64,
+    /// Succeeded records of other processors when the run started: they do
+    /// not count as done for this one (`""`: records written before
+    /// processors were recorded).
+    #[serde(default)]
+    pub other_processors: Vec<crate::idempotency::ProcessorRecords>,
+    /// Records of an earlier run's recovery file (`<db>.unsaved.ndjson`),
+    /// committed before the run started.
+    #[serde(default)]
+    pub replayed: u64,
     /// Memory of the Bloom filter over recorded keys, bytes.
     pub bloom_bytes: usize,
     /// Committed keys the hot cache keeps at most.
@@ -483,12 +496,55 @@ pub struct StoreReport {
     pub cache_entries: usize,
     /// Hot-cache misses looked up in the store (the Bloom filter said "maybe").
     pub lookups: u64,
-    /// Lookups that found the key recorded (duplicates of earlier runs).
+    /// Lookups that found the key done by this processor (tasks done in an
+    /// earlier run, completed as duplicates).
     pub lookup_hits: u64,
     /// Tasks completed by the writer after their commit (group commit).
     pub completed_by_writer: u64,
     /// The writer's numbers.
     pub writer: crate::idempotency::writer::WriterReport,
+}
+
+impl StoreReport {
+    /// One line for a terminal: what the run found in the database. For
+    /// example `taskq.db (thumbnail/v1): 48 already done; also 48 records of
+    /// simulated, not done for thumbnail/v1`.
+    pub fn summary(&self) -> String {
+        let file = std::path::Path::new(&self.path)
+            .file_name()
+            .map_or_else(|| self.path.clone(), |f| f.to_string_lossy().into_owned());
+        let mut s = format!(
+            "{file} ({processor}): {done} already done",
+            processor = self.processor,
+            done = self.lookup_hits
+        );
+        if self.replayed > 0 {
+            s.push_str(&format!(
+                "; {} records saved by an earlier run committed first",
+                self.replayed
+            ));
+        }
+        if !self.other_processors.is_empty() {
+            let others: Vec<String> = self
+                .other_processors
+                .iter()
+                .map(|o| {
+                    let name = if o.processor.is_empty() {
+                        "an unknown processor (written before processors were recorded)"
+                    } else {
+                        &o.processor
+                    };
+                    format!("{} records of {name}", o.succeeded)
+                })
+                .collect();
+            s.push_str(&format!(
+                "; also {}, not done for {}",
+                others.join(", "),
+                self.processor
+            ));
+        }
+        s
+    }
 }
 
 /// A processor's account of its own work: items produced, bytes moved, and
@@ -610,6 +666,10 @@ impl Report {
             dmean = self.queue_depth.mean,
             retried = c.retried,
         );
+        if let Some(store) = &self.store {
+            s.push('\n');
+            s.push_str(&store.summary());
+        }
         if let Some(p) = &self.processor {
             s.push('\n');
             s.push_str(&p.summary());

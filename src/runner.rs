@@ -50,6 +50,42 @@ pub enum ProcessorKind {
     Thumbnail,
 }
 
+impl ProcessorKind {
+    /// Every kind.
+    pub const ALL: [ProcessorKind; 4] = [
+        ProcessorKind::Simulated,
+        ProcessorKind::Noop,
+        ProcessorKind::Cpu,
+        ProcessorKind::Thumbnail,
+    ];
+
+    /// The name this kind's records carry
+    /// ([`Processor::name`](crate::Processor::name) of the processor it builds).
+    pub fn record_name(self) -> &'static str {
+        match self {
+            ProcessorKind::Simulated => "simulated",
+            ProcessorKind::Noop => "noop",
+            ProcessorKind::Cpu => "cpu",
+            ProcessorKind::Thumbnail => crate::processor::thumbnail::NAME,
+        }
+    }
+
+    /// The kind whose records carry `name`, if this build has one.
+    pub fn from_record_name(name: &str) -> Option<ProcessorKind> {
+        Self::ALL.into_iter().find(|k| k.record_name() == name)
+    }
+
+    /// The kind as the command line writes it (`--processor thumbnail`).
+    pub fn flag(self) -> &'static str {
+        match self {
+            ProcessorKind::Simulated => "simulated",
+            ProcessorKind::Noop => "noop",
+            ProcessorKind::Cpu => "cpu",
+            ProcessorKind::Thumbnail => "thumbnail",
+        }
+    }
+}
+
 /// Everything a file run needs.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {

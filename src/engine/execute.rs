@@ -254,16 +254,16 @@ impl Shared {
         ctx.recorder.history_lookups += 1;
         let reader = match &mut ctx.reader {
             Some(r) => r,
-            None => ctx.reader.insert(idem.store.reader()?),
+            None => ctx.reader.insert(idem.store.reader(&idem.processor)?),
         };
         match reader.lookup_succeeded(key)? {
             None => Ok(Claim::New),
             Some(recorded) => {
-                ctx.recorder.history_hits += 1;
                 // Found: this run does not own the key after all. The cache entry
                 // goes (history hits are not cached, so the cache stays bounded).
                 idem.table.abandon(key);
                 if idem.table.fingerprint(&recorded.image_key, &recorded.size) == fingerprint {
+                    ctx.recorder.history_hits += 1;
                     Ok(Claim::Done(recorded.output_key))
                 } else {
                     Ok(Claim::Conflict)
@@ -344,6 +344,7 @@ impl Shared {
         let submitted_at = job.submitted_at;
         let dead = DeadLetter {
             task: job.task.clone(),
+            processor: idem.processor.to_string(),
             class: e.class,
             kind: e.kind.to_string(),
             message: e.message,

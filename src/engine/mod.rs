@@ -49,6 +49,7 @@ use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use crate::sync::thread::{Builder, JoinHandle};
 use crate::sync::{lock, wait_timeout, Arc, CachePadded, Condvar, Mutex};
 use crate::task::Task;
+use compact_str::CompactString;
 
 use submit::ProducerStats;
 pub use submit::Submitter;
@@ -159,10 +160,16 @@ pub(crate) struct Idem {
     pub(crate) flush_records: usize,
     /// ...or once the oldest has waited this long.
     pub(crate) flush_ns: u64,
-    /// Succeeded keys in the history at start.
+    /// Succeeded keys in the history at start (this processor's).
     pub(crate) history_keys: u64,
     pub(crate) cache_capacity: usize,
     pub(crate) path: String,
+    /// The processor whose records the engine reads and writes.
+    pub(crate) processor: CompactString,
+    /// Succeeded records of other processors at start (not done for this one).
+    pub(crate) other_processors: Vec<crate::idempotency::ProcessorRecords>,
+    /// Records of an earlier run's recovery file committed at start.
+    pub(crate) replayed: u64,
 }
 
 /// State shared by the engine handle, submitters, workers, the writer and the timer.
@@ -435,7 +442,7 @@ impl Engine {
             store,
         } = builder;
         config.validate()?;
-        let idem = open_idempotency(&config, store)?;
+        let idem = open_idempotency(&config, store, processor.name())?;
         let (scheduler, locals) = Scheduler::new(config.workers);
         let release_batch = config
             .release_batch
@@ -507,13 +514,8 @@ impl Engine {
                 .store
                 .clone()
                 .unwrap_or_else(|| crate::idempotency::StoreConfig::new("taskq.db"));
-            let writer = s
-                .idem
-                .as_ref()
-                .expect("checked")
-                .store
-                .writer()
-                .map_err(Error::Store)?;
+            let idem = s.idem.as_ref().expect("checked");
+            let writer = idem.store.writer(&idem.processor).map_err(Error::Store)?;
             self.writer = Some(
                 Builder::new()
                     .name("taskq-writer".into())
@@ -626,10 +628,12 @@ impl Engine {
 /// 1% false positives: 12M keys at 10 bits each, rounded up to 16 MiB.
 const NEW_KEYS_PER_RUN: u64 = 12_000_000;
 
-/// Opens the store (if configured), seeds the Bloom filter from its history.
+/// Opens the store (if configured), commits an earlier run's recovery file,
+/// and seeds the Bloom filter from `processor`'s history.
 fn open_idempotency(
     config: &EngineConfig,
     store: Option<StdArc<dyn Store>>,
+    processor: &str,
 ) -> Result<Option<Idem>, Error> {
     let store_config = match (&config.store, &store) {
         (Some(c), _) => c.clone(),
@@ -637,6 +641,12 @@ fn open_idempotency(
         (None, None) => return Ok(None),
     };
     store_config.validate()?;
+    if processor.is_empty() {
+        return Err(Error::config(
+            "processor",
+            "the processor's name (Processor::name) must not be empty: its records carry it",
+        ));
+    }
     let store: StdArc<dyn Store> = match store {
         Some(s) => s,
         None => StdArc::new(
@@ -644,17 +654,19 @@ fn open_idempotency(
                 .map_err(Error::Store)?,
         ),
     };
+    let replayed = crate::idempotency::recovery::replay(&*store).map_err(Error::Store)?;
     // Count first, then size the filter for the history plus the keys this run
     // may add. Its size is fixed for the run, so memory does not grow with the
     // input; past NEW_KEYS_PER_RUN new keys its false-positive rate rises and
     // more new keys cost a SQLite lookup (never a wrong answer).
     let history_keys = store
-        .for_each_succeeded_key(&mut |_| {})
+        .for_each_succeeded_key(processor, &mut |_| {})
         .map_err(Error::Store)?;
     let bloom = Bloom::with_capacity(history_keys.saturating_add(NEW_KEYS_PER_RUN));
     store
-        .for_each_succeeded_key(&mut |k| bloom.insert(k))
+        .for_each_succeeded_key(processor, &mut |k| bloom.insert(k))
         .map_err(Error::Store)?;
+    let other_processors = store.other_processors(processor).map_err(Error::Store)?;
     let batch = store_config.batch_size;
     // The queue holds one batch while the writer commits the previous one: the
     // writer always has the next batch ready, and a crash in batch mode loses at
@@ -671,6 +683,9 @@ fn open_idempotency(
         history_keys,
         cache_capacity: store_config.cache_capacity,
         path: store_config.path.display().to_string(),
+        processor: processor.into(),
+        other_processors,
+        replayed,
     }))
 }
 
@@ -681,12 +696,11 @@ fn run_writer(
 ) -> (Recorder, WriterReport) {
     let idem = shared.idem.as_ref().expect("a writer has a store");
     let mut rec = Recorder::new();
-    let mut recovery = config.path.clone().into_os_string();
-    recovery.push(".unsaved.ndjson");
     let settings = WriterSettings {
         linger: Duration::from_millis(config.batch_ms),
         cache_capacity: config.cache_capacity,
-        recovery_path: recovery.into(),
+        recovery_path: idem.store.recovery_path(),
+        processor: idem.processor.clone(),
     };
     let report = writer::run(
         writer,

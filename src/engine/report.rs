@@ -45,7 +45,10 @@ pub(super) fn build(
             } else {
                 "batch".into()
             },
+            processor: idem.processor.to_string(),
             history_keys: idem.history_keys,
+            other_processors: idem.other_processors.clone(),
+            replayed: idem.replayed,
             bloom_bytes: idem.bloom.bytes(),
             cache_capacity: idem.cache_capacity,
             cache_entries: idem.table.len(),

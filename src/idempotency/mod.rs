@@ -12,6 +12,7 @@
 pub(crate) mod bloom;
 pub mod claim;
 pub mod handoff;
+pub(crate) mod recovery;
 pub mod sqlite;
 pub mod store;
 pub(crate) mod writer;
@@ -23,10 +24,12 @@ use serde::Serialize;
 
 use crate::error::Error;
 pub use claim::{Claim, ClaimTable};
-pub use sqlite::{tune_sqlite_process, Durability, SqliteOptions, SqliteStore};
+pub use sqlite::{
+    tune_sqlite_process, Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION, UNKNOWN_PROCESSOR,
+};
 pub use store::{
-    DeadLetter, Pending, RecordStatus, Recorded, Store, StoreError, StoreReader, StoreWriter,
-    TaskRecord,
+    DeadLetter, Pending, ProcessorRecords, RecordStatus, Recorded, Store, StoreError, StoreReader,
+    StoreWriter, TaskRecord,
 };
 
 /// Settings of idempotency and persistence.

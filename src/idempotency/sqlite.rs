@@ -1,21 +1,30 @@
 //! The embedded store: one SQLite file in WAL mode.
 //!
-//! Schema version 2 (`PRAGMA user_version`; version 1 had the same columns,
-//! with its `CHECK`s written as `IN` lists):
+//! Schema version 3 (`PRAGMA user_version`):
 //!
-//! - `tasks`, keyed by `idempotency_key` (`WITHOUT ROWID`: the key is the
-//!   clustered index, so a lookup is one B-tree descent and an insert writes one
-//!   tree instead of a table plus an index): id, image_key, size, status
+//! - `tasks`, keyed by `(processor, idempotency_key)` (`WITHOUT ROWID`: the
+//!   key is the clustered index, so a lookup is one B-tree descent and an
+//!   insert writes one tree instead of a table plus an index): the processor
+//!   that made the record ([`Processor::name`](crate::Processor::name), with
+//!   the version of its output), id, image_key, size, status
 //!   (`queued`/`running`/`succeeded`/`failed`), attempts, created_at,
-//!   finished_at, output_key, version (bumped on every update of a row).
-//!   The embedded store writes terminal states only; `queued` and `running` are
-//!   there for backends shared by several processes.
-//! - `dead_letter`, keyed by `idempotency_key`: the task, error class, kind,
-//!   message, attempts, first and last failure time.
+//!   finished_at, output_key, version (bumped on every update of a row). A
+//!   key recorded by one processor is not done for another. The embedded
+//!   store writes terminal states only; `queued` and `running` are there for
+//!   backends shared by several processes.
+//! - `dead_letter`, keyed by `(processor, idempotency_key)`: the task, error
+//!   class, kind, message, attempts, first and last failure time.
+//!
+//! Version 2 had the same tables without `processor` (keyed by the
+//! idempotency key alone); version 1 wrote its `CHECK`s as `IN` lists. Rows
+//! migrated from version 2 get the processor `''` ([`UNKNOWN_PROCESSOR`]):
+//! nothing says which processor made them, so they count as done for none.
 //!
 //! A new file is created with the schema; an older schema is migrated in one
-//! transaction (the `MIGRATIONS` table below); a newer one is refused. SQL only
-//! ever takes values as bound parameters.
+//! transaction (the `MIGRATIONS` table below); a newer one is refused.
+//! [`SqliteStore::open_read_only`] reads a file of any version up to this one
+//! without migrating it or writing to it. SQL only ever takes values as bound
+//! parameters.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,7 +34,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
 use super::store::{
-    DeadLetter, Pending, RecordStatus, Recorded, Store, StoreError, StoreReader, StoreWriter,
+    DeadLetter, Pending, ProcessorRecords, RecordStatus, Recorded, Store, StoreError, StoreReader,
+    StoreWriter,
 };
 use crate::processor::ErrorClass;
 use crate::task::Task;
@@ -51,7 +61,11 @@ pub unsafe fn tune_sqlite_process() {
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// The processor of records written before schema version 3, which did not
+/// say which processor made them.
+pub const UNKNOWN_PROCESSOR: &str = "";
 
 /// `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -131,6 +145,57 @@ const MIGRATIONS: &[&str] = &[
         FROM dead_letter ORDER BY idempotency_key;
     DROP TABLE dead_letter;
     ALTER TABLE dead_letter_v2 RENAME TO dead_letter;",
+    // 2 -> 3: the processor that made a record is part of its key, so that
+    // a key done by one processor (the simulated one, say) is not done for
+    // another (thumbnails). Rows of earlier versions get processor '': their
+    // maker is unknown, so no processor counts them as done.
+    "CREATE TABLE tasks_v3 (
+        processor TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        id TEXT NOT NULL,
+        image_key TEXT NOT NULL,
+        size TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (
+            status = 'queued' OR status = 'running' OR status = 'succeeded' OR status = 'failed'
+        ),
+        attempts INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        output_key TEXT,
+        version INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (processor, idempotency_key)
+    ) WITHOUT ROWID;
+    INSERT INTO tasks_v3
+        (processor, idempotency_key, id, image_key, size, status, attempts, created_at,
+         finished_at, output_key, version)
+        SELECT '', idempotency_key, id, image_key, size, status, attempts, created_at,
+               finished_at, output_key, version
+        FROM tasks ORDER BY idempotency_key;
+    DROP TABLE tasks;
+    ALTER TABLE tasks_v3 RENAME TO tasks;
+    CREATE TABLE dead_letter_v3 (
+        processor TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        id TEXT NOT NULL,
+        image_key TEXT NOT NULL,
+        size TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        error_class TEXT NOT NULL CHECK (error_class = 'transient' OR error_class = 'permanent'),
+        error_kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        first_failed_at INTEGER NOT NULL,
+        last_failed_at INTEGER NOT NULL,
+        PRIMARY KEY (processor, idempotency_key)
+    ) WITHOUT ROWID;
+    INSERT INTO dead_letter_v3
+        (processor, idempotency_key, id, image_key, size, created_at, error_class, error_kind,
+         message, attempts, first_failed_at, last_failed_at)
+        SELECT '', idempotency_key, id, image_key, size, created_at, error_class, error_kind,
+               message, attempts, first_failed_at, last_failed_at
+        FROM dead_letter ORDER BY idempotency_key;
+    DROP TABLE dead_letter;
+    ALTER TABLE dead_letter_v3 RENAME TO dead_letter;",
 ];
 
 /// How a success is made durable.
@@ -179,6 +244,12 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     path: PathBuf,
     options: SqliteOptions,
+    /// The file's schema version: [`SCHEMA_VERSION`], or an older one for a
+    /// file opened with [`open_read_only`](SqliteStore::open_read_only).
+    version: i64,
+    /// Opened with [`open_read_only`](SqliteStore::open_read_only): every
+    /// connection is read-only, and the writing methods refuse.
+    read_only: bool,
 }
 
 fn sql_err<'a>(path: &'a Path, what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
@@ -260,11 +331,17 @@ impl SqliteStore {
         }
         conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
             .map_err(sql_err(&path, "cannot write to the database"))?;
-        Ok(SqliteStore { path, options })
+        Ok(SqliteStore {
+            path,
+            options,
+            version: SCHEMA_VERSION,
+            read_only: false,
+        })
     }
 
-    /// Opens an existing database without creating or migrating it (for the
-    /// `dlq` commands).
+    /// Opens an existing database for writing, migrating an older schema (for
+    /// `dlq retry` and `dlq purge`): as [`open`](Self::open), but a missing
+    /// file is an error instead of a new database.
     ///
     /// # Errors
     ///
@@ -275,12 +352,56 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         let path = path.into();
         if !path.exists() {
-            return Err(StoreError::NotTaskq {
-                path: path.display().to_string(),
-                message: "no such database".into(),
-            });
+            return Err(no_such_database(&path));
         }
         Self::open(path, options)
+    }
+
+    /// Opens an existing database for reading only (for `dlq list`): no
+    /// migration, no write, no write access needed. A file of an older schema
+    /// is read as it is (its records' processor is [`UNKNOWN_PROCESSOR`]).
+    /// When the file's directory cannot be written and SQLite cannot create
+    /// the WAL's shared-memory file, the file is read as immutable (a
+    /// snapshot that assumes no other process writes it meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotTaskq`] for a missing file or one that is not a taskq
+    /// database, [`StoreError::NewerSchema`] for a newer schema,
+    /// [`StoreError::Sqlite`] when it cannot be read.
+    pub fn open_read_only(
+        path: impl Into<PathBuf>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        let path = path.into();
+        if !path.exists() {
+            return Err(no_such_database(&path));
+        }
+        let mut store = SqliteStore {
+            path,
+            options,
+            version: 0,
+            read_only: true,
+        };
+        let conn = store.connect(store.options.reader_cache_kib)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(sql_err(&store.path, "cannot read schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: store.path.display().to_string(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version == 0 {
+            return Err(StoreError::NotTaskq {
+                path: store.path.display().to_string(),
+                message: "not a taskq database (no schema version)".into(),
+            });
+        }
+        store.version = version;
+        Ok(store)
     }
 
     /// The database file.
@@ -288,12 +409,34 @@ impl SqliteStore {
         &self.path
     }
 
+    /// The file's schema version.
+    pub fn schema_version(&self) -> i64 {
+        self.version
+    }
+
     fn connect(&self, cache_kib: i64) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sql_err(&self.path, "cannot open database"))?;
+        let conn = if self.read_only {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(&self.path, flags)
+                .map_err(sql_err(&self.path, "cannot open database"))?;
+            // A WAL file needs its shared-memory file; where it cannot be
+            // created (a read-only directory), read the file as immutable.
+            match conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())) {
+                Ok(()) => conn,
+                Err(_) => {
+                    drop(conn);
+                    let uri = immutable_uri(&self.path);
+                    Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                        .map_err(sql_err(&self.path, "cannot open database"))?
+                }
+            }
+        } else {
+            Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(sql_err(&self.path, "cannot open database"))?
+        };
         conn.busy_timeout(self.options.busy_timeout)
             .map_err(sql_err(&self.path, "cannot set busy timeout"))?;
         conn.pragma_update(None, "cache_size", -cache_kib)
@@ -312,20 +455,33 @@ impl SqliteStore {
         self.connect(self.options.reader_cache_kib)
     }
 
-    /// Dead letters, oldest failure first; only `key`'s when given.
+    fn refuse_if_read_only(&self, what: &str) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::NotTaskq {
+                path: self.path.display().to_string(),
+                message: format!("opened read-only: cannot {what}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Dead letters, oldest failure first; only `key`'s when given (of every
+    /// processor).
     ///
     /// # Errors
     ///
     /// [`StoreError`] if the table cannot be read.
     pub fn dead_letters(&self, key: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
         let conn = self.connection()?;
+        // Files before version 3 have no processor column.
+        let processor = if self.version >= 3 { "processor" } else { "''" };
         let mut stmt = conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT idempotency_key, id, image_key, size, created_at, error_class, error_kind,
-                        message, attempts, first_failed_at, last_failed_at
+                        message, attempts, first_failed_at, last_failed_at, {processor}
                  FROM dead_letter WHERE ?1 IS NULL OR idempotency_key = ?1
-                 ORDER BY first_failed_at, idempotency_key",
-            )
+                 ORDER BY first_failed_at, idempotency_key"
+            ))
             .map_err(sql_err(&self.path, "cannot read dead_letter"))?;
         let rows = stmt
             .query_map(params![key], |r| {
@@ -346,6 +502,7 @@ impl SqliteStore {
                         created_at: r.get::<_, i64>(4)? as u64,
                         attempts: r.get::<_, i64>(8)? as u32,
                     },
+                    processor: r.get(11)?,
                     class: if class == "transient" {
                         ErrorClass::Transient
                     } else {
@@ -363,12 +520,13 @@ impl SqliteStore {
             .map_err(sql_err(&self.path, "cannot read dead_letter"))
     }
 
-    /// Deletes dead letters (`key`'s, or all); returns how many.
+    /// Deletes dead letters (`key`'s, or all, of every processor); returns how many.
     ///
     /// # Errors
     ///
     /// [`StoreError`] if the table cannot be written.
     pub fn purge_dead_letters(&self, key: Option<&str>) -> Result<u64, StoreError> {
+        self.refuse_if_read_only("purge dead letters")?;
         let conn = self.connection()?;
         let n = conn
             .execute(
@@ -379,22 +537,164 @@ impl SqliteStore {
         Ok(n as u64)
     }
 
-    /// Removes dead letters whose key has since succeeded; returns how many.
+    /// Gives dead letters of unknown processor ([`UNKNOWN_PROCESSOR`]: written
+    /// before processors were recorded) to `processor`: `key`'s, or all of
+    /// them. A letter `processor` already has for the same key absorbs the
+    /// other's attempts. Returns how many were adopted.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the table cannot be written.
+    pub fn adopt_dead_letters(
+        &self,
+        processor: &str,
+        key: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        self.refuse_if_read_only("adopt dead letters")?;
+        let mut conn = self.connection()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "cannot update dead_letter"))?;
+        let n = tx
+            .execute(
+                "INSERT INTO dead_letter
+                    (processor, idempotency_key, id, image_key, size, created_at, error_class,
+                     error_kind, message, attempts, first_failed_at, last_failed_at)
+                 SELECT ?1, idempotency_key, id, image_key, size, created_at, error_class,
+                        error_kind, message, attempts, first_failed_at, last_failed_at
+                 FROM dead_letter WHERE processor = ?2 AND (?3 IS NULL OR idempotency_key = ?3)
+                 ORDER BY idempotency_key
+                 ON CONFLICT (processor, idempotency_key) DO UPDATE SET
+                    attempts = dead_letter.attempts + excluded.attempts,
+                    first_failed_at = min(dead_letter.first_failed_at, excluded.first_failed_at)",
+                params![processor, UNKNOWN_PROCESSOR, key],
+            )
+            .map_err(sql_err(&self.path, "cannot update dead_letter"))?;
+        tx.execute(
+            "DELETE FROM dead_letter WHERE processor = ?1 AND (?2 IS NULL OR idempotency_key = ?2)",
+            params![UNKNOWN_PROCESSOR, key],
+        )
+        .map_err(sql_err(&self.path, "cannot update dead_letter"))?;
+        tx.commit()
+            .map_err(sql_err(&self.path, "cannot update dead_letter"))?;
+        Ok(n as u64)
+    }
+
+    /// Removes `processor`'s dead letters among `keys` whose key has since
+    /// succeeded under the same processor; returns how many.
     ///
     /// # Errors
     ///
     /// [`StoreError`] if the tables cannot be written.
-    pub fn clear_recovered_dead_letters(&self) -> Result<u64, StoreError> {
-        let conn = self.connection()?;
-        let n = conn
-            .execute(
-                "DELETE FROM dead_letter WHERE idempotency_key IN
-                   (SELECT idempotency_key FROM tasks WHERE status = 'succeeded')",
-                [],
-            )
+    pub fn clear_recovered_dead_letters<'k>(
+        &self,
+        processor: &str,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<u64, StoreError> {
+        self.refuse_if_read_only("clear dead letters")?;
+        let mut conn = self.connection()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql_err(&self.path, "cannot update dead_letter"))?;
+        let mut n = 0;
+        {
+            let mut delete = tx
+                .prepare(
+                    "DELETE FROM dead_letter WHERE processor = ?1 AND idempotency_key = ?2
+                       AND EXISTS (SELECT 1 FROM tasks WHERE tasks.processor = ?1
+                                   AND tasks.idempotency_key = ?2 AND status = 'succeeded')",
+                )
+                .map_err(sql_err(&self.path, "cannot update dead_letter"))?;
+            for key in keys {
+                n += delete
+                    .execute(params![processor, key])
+                    .map_err(sql_err(&self.path, "cannot update dead_letter"))?;
+            }
+        }
+        tx.commit()
             .map_err(sql_err(&self.path, "cannot update dead_letter"))?;
         Ok(n as u64)
     }
+
+    /// Succeeded records of every processor but `processor`, by name: one
+    /// indexed seek per processor to find the names, then a count of each
+    /// one's records (`processor`'s own, usually the bulk, are not counted).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the table cannot be read.
+    pub fn other_processors(&self, processor: &str) -> Result<Vec<ProcessorRecords>, StoreError> {
+        let conn = self.connection()?;
+        let err = || sql_err(&self.path, "cannot read tasks");
+        // Files before version 3 have no processor column: all is unknown.
+        let filter = if self.version >= 3 {
+            "processor = ?1"
+        } else {
+            "?1 = ''"
+        };
+        let count = |name: &str| -> Result<u64, StoreError> {
+            conn.query_row(
+                &format!("SELECT count(*) FROM tasks WHERE {filter} AND status = 'succeeded'"),
+                params![name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(err())
+        };
+        let mut out = Vec::new();
+        if self.version < 3 {
+            let succeeded = count(UNKNOWN_PROCESSOR)?;
+            if succeeded > 0 && processor != UNKNOWN_PROCESSOR {
+                out.push(ProcessorRecords {
+                    processor: UNKNOWN_PROCESSOR.into(),
+                    succeeded,
+                });
+            }
+            return Ok(out);
+        }
+        // `min` over the key's leading column is one B-tree seek.
+        let mut name: Option<String> = conn
+            .query_row("SELECT min(processor) FROM tasks", [], |r| r.get(0))
+            .map_err(err())?;
+        let mut next = conn
+            .prepare("SELECT min(processor) FROM tasks WHERE processor > ?1")
+            .map_err(err())?;
+        while let Some(n) = name {
+            if n != processor {
+                let succeeded = count(&n)?;
+                if succeeded > 0 {
+                    out.push(ProcessorRecords {
+                        processor: n.clone(),
+                        succeeded,
+                    });
+                }
+            }
+            name = next.query_row(params![n], |r| r.get(0)).map_err(err())?;
+        }
+        Ok(out)
+    }
+}
+
+fn no_such_database(path: &Path) -> StoreError {
+    StoreError::NotTaskq {
+        path: path.display().to_string(),
+        message: "no such database".into(),
+    }
+}
+
+/// `file:PATH?immutable=1`, with the path percent-encoded where a URI needs it.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(*b as char)
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 /// Creates a new database file readable by its owner only, before SQLite
@@ -460,17 +760,19 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 impl Store for SqliteStore {
-    fn reader(&self) -> Result<Box<dyn StoreReader>, StoreError> {
+    fn reader(&self, processor: &str) -> Result<Box<dyn StoreReader>, StoreError> {
         let conn = self.connect(self.options.reader_cache_kib)?;
         conn.pragma_update(None, "query_only", true)
             .map_err(sql_err(&self.path, "cannot set query_only"))?;
         Ok(Box::new(SqliteReader {
             conn,
             path: self.path.clone(),
+            processor: processor.into(),
         }))
     }
 
-    fn writer(&self) -> Result<Box<dyn StoreWriter>, StoreError> {
+    fn writer(&self, processor: &str) -> Result<Box<dyn StoreWriter>, StoreError> {
+        self.refuse_if_read_only("write records")?;
         let conn = self.connect(self.options.writer_cache_kib)?;
         let sync = match self.options.durability {
             Durability::Batch => "NORMAL",
@@ -485,18 +787,25 @@ impl Store for SqliteStore {
         Ok(Box::new(SqliteWriter {
             conn,
             path: self.path.clone(),
+            processor: processor.into(),
             insert_full: insert_tasks_sql(ROWS_PER_INSERT),
             checkpointer: Some(checkpointer),
         }))
     }
 
-    fn for_each_succeeded_key(&self, f: &mut dyn FnMut(&str)) -> Result<u64, StoreError> {
+    fn for_each_succeeded_key(
+        &self,
+        processor: &str,
+        f: &mut dyn FnMut(&str),
+    ) -> Result<u64, StoreError> {
         let conn = self.connection()?;
         let mut stmt = conn
-            .prepare("SELECT idempotency_key FROM tasks WHERE status = 'succeeded'")
+            .prepare(
+                "SELECT idempotency_key FROM tasks WHERE processor = ?1 AND status = 'succeeded'",
+            )
             .map_err(sql_err(&self.path, "cannot read history"))?;
         let mut rows = stmt
-            .query([])
+            .query(params![processor])
             .map_err(sql_err(&self.path, "cannot read history"))?;
         let mut n = 0;
         while let Some(row) = rows
@@ -512,11 +821,22 @@ impl Store for SqliteStore {
         }
         Ok(n)
     }
+
+    fn other_processors(&self, processor: &str) -> Result<Vec<ProcessorRecords>, StoreError> {
+        SqliteStore::other_processors(self, processor)
+    }
+
+    fn recovery_path(&self) -> Option<PathBuf> {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".unsaved.ndjson");
+        Some(path.into())
+    }
 }
 
 struct SqliteReader {
     conn: Connection,
     path: PathBuf,
+    processor: CompactString,
 }
 
 impl StoreReader for SqliteReader {
@@ -525,10 +845,10 @@ impl StoreReader for SqliteReader {
             .conn
             .prepare_cached(
                 "SELECT image_key, size, output_key FROM tasks
-                 WHERE idempotency_key = ?1 AND status = 'succeeded'",
+                 WHERE processor = ?1 AND idempotency_key = ?2 AND status = 'succeeded'",
             )
             .map_err(sql_err(&self.path, "cannot look up history"))?;
-        stmt.query_row(params![key], |r| {
+        stmt.query_row(params![self.processor.as_str(), key], |r| {
             Ok(Recorded {
                 image_key: CompactString::from(r.get_ref(0)?.as_str()?),
                 size: CompactString::from(r.get_ref(1)?.as_str()?),
@@ -543,6 +863,8 @@ impl StoreReader for SqliteReader {
 struct SqliteWriter {
     conn: Connection,
     path: PathBuf,
+    /// Every record and dead letter this writer commits is this processor's.
+    processor: CompactString,
     /// The SQL of a full multi-row insert, built once.
     insert_full: String,
     checkpointer: Option<Checkpointer>,
@@ -600,13 +922,16 @@ impl Checkpointer {
     }
 }
 
-/// Rows per multi-row `INSERT` (9 parameters each, far below SQLite's limit).
-/// One statement per 32 rows instead of one per row: the statement set-up
-/// (cursors, B-tree open, bindings) is paid once per chunk.
+/// Rows per multi-row `INSERT` (9 parameters each plus the processor, far
+/// below SQLite's limit). One statement per 64 rows instead of one per row:
+/// the statement set-up (cursors, B-tree open, bindings) is paid once per chunk.
 const ROWS_PER_INSERT: usize = 64;
 
-/// The `INSERT … ON CONFLICT` for `rows` rows: a success is never overwritten,
-/// a failure is (by a later success or failure).
+/// Parameters of one row in [`insert_tasks_sql`], after the shared `?1`.
+const TASK_COLUMNS: usize = 9;
+
+/// The `INSERT … ON CONFLICT` for `rows` rows of one processor (`?1`): a
+/// success is never overwritten, a failure is (by a later success or failure).
 ///
 /// `OR FAIL`: a row breaking a constraint other than the key (which the upsert
 /// handles) stops the statement without undoing its earlier rows, so SQLite
@@ -614,25 +939,23 @@ const ROWS_PER_INSERT: usize = 64;
 fn insert_tasks_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT OR FAIL INTO tasks
-        (idempotency_key, id, image_key, size, status, attempts, created_at, finished_at, output_key)
+        (processor, idempotency_key, id, image_key, size, status, attempts, created_at,
+         finished_at, output_key)
     VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
         }
-        sql.push('(');
-        for c in 0..9 {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("?{}", r * 9 + c + 1));
+        sql.push_str("(?1");
+        for c in 0..TASK_COLUMNS {
+            sql.push_str(&format!(", ?{}", r * TASK_COLUMNS + c + 2));
         }
         sql.push(')');
     }
     sql.push_str(
         "
-    ON CONFLICT (idempotency_key) DO UPDATE SET
+    ON CONFLICT (processor, idempotency_key) DO UPDATE SET
         id = excluded.id, image_key = excluded.image_key, size = excluded.size,
         status = excluded.status, attempts = excluded.attempts,
         finished_at = excluded.finished_at, output_key = excluded.output_key,
@@ -643,10 +966,10 @@ fn insert_tasks_sql(rows: usize) -> String {
 }
 
 const INSERT_DEAD: &str = "INSERT INTO dead_letter
-        (idempotency_key, id, image_key, size, created_at, error_class, error_kind, message,
-         attempts, first_failed_at, last_failed_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-    ON CONFLICT (idempotency_key) DO UPDATE SET
+        (processor, idempotency_key, id, image_key, size, created_at, error_class, error_kind,
+         message, attempts, first_failed_at, last_failed_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+    ON CONFLICT (processor, idempotency_key) DO UPDATE SET
         id = excluded.id, error_class = excluded.error_class, error_kind = excluded.error_kind,
         message = excluded.message, attempts = dead_letter.attempts + excluded.attempts,
         last_failed_at = excluded.last_failed_at";
@@ -676,10 +999,13 @@ impl StoreWriter for SqliteWriter {
                     let _ = write!(s, "{}", p.record.task.size);
                     s
                 }));
-                let mut i = 0;
+                insert
+                    .raw_bind_parameter(1, self.processor.as_str())
+                    .map_err(sql_err(&path, "cannot bind a record"))?;
+                let mut i = 1;
                 for (r, size) in chunk.iter().map(|p| &p.record).zip(&sizes) {
                     let t = &r.task;
-                    let values: [&dyn rusqlite::ToSql; 9] = [
+                    let values: [&dyn rusqlite::ToSql; TASK_COLUMNS] = [
                         &t.idempotency_key.as_str(),
                         &t.id.as_str(),
                         &t.image_key.as_str(),
@@ -710,6 +1036,7 @@ impl StoreWriter for SqliteWriter {
                     let t = &d.task;
                     insert
                         .execute(params![
+                            self.processor.as_str(),
                             t.idempotency_key.as_str(),
                             t.id.as_str(),
                             t.image_key.as_str(),
@@ -766,13 +1093,13 @@ mod tests {
     fn create_commit_lookup() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("t.db"), SqliteOptions::default()).unwrap();
-        let mut w = store.writer().unwrap();
+        let mut w = store.writer("p").unwrap();
         w.commit(&[
             rec(record(1, RecordStatus::Succeeded)),
             rec(record(2, RecordStatus::Failed)),
         ])
         .unwrap();
-        let mut r = store.reader().unwrap();
+        let mut r = store.reader("p").unwrap();
         let hit = r
             .lookup_succeeded("img/000001.jpg:200x200")
             .unwrap()
@@ -787,7 +1114,7 @@ mod tests {
         let mut keys = vec![];
         assert_eq!(
             store
-                .for_each_succeeded_key(&mut |k| keys.push(k.to_string()))
+                .for_each_succeeded_key("p", &mut |k| keys.push(k.to_string()))
                 .unwrap(),
             1
         );
@@ -798,7 +1125,7 @@ mod tests {
     fn success_is_never_overwritten_failure_is() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("t.db"), SqliteOptions::default()).unwrap();
-        let mut w = store.writer().unwrap();
+        let mut w = store.writer("p").unwrap();
         w.commit(&[rec(record(1, RecordStatus::Failed))]).unwrap();
         w.commit(&[rec(record(1, RecordStatus::Succeeded))])
             .unwrap();
@@ -888,7 +1215,13 @@ mod tests {
             [],
         );
         assert!(bad.is_err(), "the status check still holds");
-        let mut reader = store.reader().unwrap();
+        // Its rows say no processor: done for none.
+        let mut reader = store.reader("simulated").unwrap();
+        assert!(reader
+            .lookup_succeeded("img/a.jpg:200x200")
+            .unwrap()
+            .is_none());
+        let mut reader = store.reader(UNKNOWN_PROCESSOR).unwrap();
         let found = reader
             .lookup_succeeded("img/a.jpg:200x200")
             .unwrap()
@@ -897,6 +1230,155 @@ mod tests {
             found.output_key.as_deref(),
             Some("variants/200x200/img/a.jpg")
         );
+    }
+
+    /// A version-2 file: the schema the previous release wrote.
+    fn version_2_file(path: &Path) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(MIGRATIONS[1]).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute(
+            "INSERT INTO tasks (idempotency_key, id, image_key, size, status, attempts,
+                created_at, finished_at, output_key, version)
+             VALUES ('img/a.jpg:200x200', '7', 'img/a.jpg', '200x200', 'succeeded', 1,
+                10, 20, 'variants/200x200/img/a.jpg', 1)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO dead_letter VALUES ('img/b.jpg:200x200', '8', 'img/b.jpg',
+                '200x200', 11, 'permanent', 'bad_source', 'cannot decode', 1, 12, 12)",
+            [],
+        )
+        .unwrap();
+    }
+
+    /// Version 2 -> 3: every row is kept, with an unknown processor, so no
+    /// processor takes an old record for its own.
+    #[test]
+    fn a_version_2_file_is_migrated_with_unknown_processors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        version_2_file(&path);
+        let store = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert_eq!(store.schema_version(), 3);
+        let letters = store.dead_letters(None).unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].processor, UNKNOWN_PROCESSOR);
+        assert_eq!(letters[0].kind, "bad_source");
+        for p in ["simulated", NAME_OF_THUMBNAIL] {
+            let mut r = store.reader(p).unwrap();
+            assert!(r.lookup_succeeded("img/a.jpg:200x200").unwrap().is_none());
+            assert_eq!(store.for_each_succeeded_key(p, &mut |_| {}).unwrap(), 0);
+        }
+        assert_eq!(
+            store.other_processors("simulated").unwrap(),
+            [ProcessorRecords {
+                processor: UNKNOWN_PROCESSOR.into(),
+                succeeded: 1
+            }]
+        );
+        // The same key, now done by a processor, is a row of its own.
+        let mut w = store.writer("simulated").unwrap();
+        let mut r = record(1, RecordStatus::Succeeded);
+        r.task = Task::new("img/a.jpg", "200x200".parse().unwrap()).unwrap();
+        w.commit(&[rec(r)]).unwrap();
+        let rows: i64 = store
+            .connection()
+            .unwrap()
+            .query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
+        // Adopting gives the unknown dead letter to a processor.
+        assert_eq!(store.adopt_dead_letters("simulated", None).unwrap(), 1);
+        assert_eq!(store.dead_letters(None).unwrap()[0].processor, "simulated");
+    }
+
+    const NAME_OF_THUMBNAIL: &str = crate::processor::thumbnail::NAME;
+
+    /// Records are the processor's own: a key done by one is new to another.
+    #[test]
+    fn a_key_is_done_only_for_the_processor_that_recorded_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        store
+            .writer("simulated")
+            .unwrap()
+            .commit(&[
+                rec(record(1, RecordStatus::Succeeded)),
+                rec(record(2, RecordStatus::Succeeded)),
+            ])
+            .unwrap();
+        store
+            .writer(NAME_OF_THUMBNAIL)
+            .unwrap()
+            .commit(&[rec(record(2, RecordStatus::Succeeded))])
+            .unwrap();
+        let key = "img/000001.jpg:200x200";
+        assert!(store
+            .reader("simulated")
+            .unwrap()
+            .lookup_succeeded(key)
+            .unwrap()
+            .is_some());
+        assert!(store
+            .reader(NAME_OF_THUMBNAIL)
+            .unwrap()
+            .lookup_succeeded(key)
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            store
+                .for_each_succeeded_key(NAME_OF_THUMBNAIL, &mut |_| {})
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store.other_processors(NAME_OF_THUMBNAIL).unwrap(),
+            [ProcessorRecords {
+                processor: "simulated".into(),
+                succeeded: 2
+            }]
+        );
+        assert_eq!(
+            store.other_processors("simulated").unwrap(),
+            [ProcessorRecords {
+                processor: NAME_OF_THUMBNAIL.into(),
+                succeeded: 1
+            }]
+        );
+    }
+
+    /// Opening for reading neither migrates nor writes: a version-2 file stays
+    /// version 2 and byte for byte the same, and its dead letters are listed.
+    #[test]
+    fn read_only_opening_neither_migrates_nor_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        version_2_file(&path);
+        // Fold the WAL in, so the database file alone holds everything.
+        Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let store = SqliteStore::open_read_only(&path, SqliteOptions::default()).unwrap();
+        assert_eq!(store.schema_version(), 2);
+        let letters = store.dead_letters(None).unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].processor, UNKNOWN_PROCESSOR);
+        assert!(store.purge_dead_letters(None).is_err());
+        assert!(store.writer("p").is_err());
+        drop(store);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let missing =
+            SqliteStore::open_read_only(dir.path().join("none.db"), SqliteOptions::default());
+        assert!(missing
+            .unwrap_err()
+            .to_string()
+            .contains("no such database"));
     }
 
     #[test]
@@ -923,13 +1405,14 @@ mod tests {
     fn dead_letters_round_trip_and_purge() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("t.db"), SqliteOptions::default()).unwrap();
-        let mut w = store.writer().unwrap();
+        let mut w = store.writer("p").unwrap();
         let dl = |i| DeadLetter {
             task: Task {
                 created_at: 5,
                 attempts: 1,
                 ..record(i, RecordStatus::Failed).task
             },
+            processor: "p".into(),
             class: ErrorClass::Permanent,
             kind: "bad_source".into(),
             message: "cannot decode".into(),
@@ -961,7 +1444,14 @@ mod tests {
         );
         w.commit(&[rec(record(2, RecordStatus::Succeeded))])
             .unwrap();
-        assert_eq!(store.clear_recovered_dead_letters().unwrap(), 1);
+        // Another processor's success clears nothing; the same one's does.
+        let mut other = store.writer("q").unwrap();
+        other
+            .commit(&[rec(record(2, RecordStatus::Succeeded))])
+            .unwrap();
+        let key = "img/000002.jpg:200x200";
+        assert_eq!(store.clear_recovered_dead_letters("q", [key]).unwrap(), 0);
+        assert_eq!(store.clear_recovered_dead_letters("p", [key]).unwrap(), 1);
         assert!(store.dead_letters(None).unwrap().is_empty());
     }
 

@@ -38,6 +38,16 @@ pub enum StoreError {
         /// What was found.
         message: String,
     },
+    /// The recovery file of an earlier run cannot be replayed.
+    #[error("{path}:{line}: {message}; fix or move the file, then run again (it holds records an earlier run could not commit)")]
+    Recovery {
+        /// The recovery file.
+        path: String,
+        /// The line (0: the file as a whole).
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
     /// The writer stopped earlier; nothing more is committed.
     #[error("the record writer stopped after an earlier error: {0}")]
     WriterStopped(String),
@@ -89,6 +99,10 @@ pub struct TaskRecord {
 pub struct DeadLetter {
     /// The task as it was last attempted.
     pub task: Task,
+    /// The processor that failed it ([`Processor::name`](crate::Processor::name));
+    /// empty for a letter written before processors were recorded.
+    #[serde(default)]
+    pub processor: String,
     /// `transient` (retries exhausted) or `permanent`.
     pub class: ErrorClass,
     /// The processor's error kind, or `shutdown` when a pending retry was cut short.
@@ -128,32 +142,67 @@ pub struct Recorded {
     pub output_key: Option<CompactString>,
 }
 
-/// Durable history of task records and dead letters.
+/// Succeeded records of one processor (see [`Store::other_processors`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessorRecords {
+    /// The processor's name (empty for records written before processors
+    /// were recorded).
+    pub processor: String,
+    /// Its succeeded records.
+    pub succeeded: u64,
+}
+
+/// Durable history of task records and dead letters, kept per processor: a
+/// key is done for a processor only if that processor
+/// ([`Processor::name`](crate::Processor::name)) recorded it.
 ///
 /// The engine opens one [`StoreWriter`] (owned by the writer thread) and one
-/// [`StoreReader`] per worker (for history lookups on a hot-cache miss).
+/// [`StoreReader`] per worker (for history lookups on a hot-cache miss), all
+/// for the processor it runs.
 pub trait Store: Send + Sync + 'static {
-    /// A reader for one worker thread.
+    /// A reader of `processor`'s records, for one worker thread.
     ///
     /// # Errors
     ///
     /// [`StoreError`] if a connection cannot be opened.
-    fn reader(&self) -> Result<Box<dyn StoreReader>, StoreError>;
+    fn reader(&self, processor: &str) -> Result<Box<dyn StoreReader>, StoreError>;
 
-    /// The writer (one per engine).
+    /// The writer of `processor`'s records and dead letters (one per engine).
     ///
     /// # Errors
     ///
     /// [`StoreError`] if a connection cannot be opened.
-    fn writer(&self) -> Result<Box<dyn StoreWriter>, StoreError>;
+    fn writer(&self, processor: &str) -> Result<Box<dyn StoreWriter>, StoreError>;
 
-    /// Calls `f` with every key recorded as succeeded (to seed the Bloom filter);
-    /// returns how many.
+    /// Calls `f` with every key `processor` recorded as succeeded (to seed
+    /// the Bloom filter); returns how many.
     ///
     /// # Errors
     ///
     /// [`StoreError`] if the history cannot be read.
-    fn for_each_succeeded_key(&self, f: &mut dyn FnMut(&str)) -> Result<u64, StoreError>;
+    fn for_each_succeeded_key(
+        &self,
+        processor: &str,
+        f: &mut dyn FnMut(&str),
+    ) -> Result<u64, StoreError>;
+
+    /// Succeeded records of processors other than `processor`, which do not
+    /// count as done for it (shown in the report). The default knows none.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the history cannot be read.
+    fn other_processors(&self, processor: &str) -> Result<Vec<ProcessorRecords>, StoreError> {
+        let _ = processor;
+        Ok(Vec::new())
+    }
+
+    /// Where records that could not be committed are saved (one JSON object
+    /// per line), to be committed by the next engine started on this store.
+    /// The default is none: such records are counted and reported as lost.
+    fn recovery_path(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Looks keys up in the history.

@@ -7,12 +7,11 @@
 //! If a commit fails (disk full, database locked past the busy timeout,
 //! read-only file), the writer stops committing: the caller is told (the engine
 //! stops admission and reports the error), and this batch and every later one
-//! are appended to a recovery file beside the database (`<db>.unsaved.ndjson`),
-//! so no record is lost.
+//! are appended to the store's recovery file (`<db>.unsaved.ndjson`), which the
+//! next engine on the same store commits before it starts
+//! ([`recovery`](super::recovery)), so no record is lost.
 
 use std::collections::VecDeque;
-use std::fs::OpenOptions;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -23,7 +22,7 @@ use serde::Serialize;
 use super::bloom::Bloom;
 use super::claim::ClaimTable;
 use super::handoff::Handoff;
-use super::store::{DeadLetter, RecordStatus, StoreError, StoreWriter, TaskRecord};
+use super::store::{RecordStatus, StoreError, StoreWriter};
 
 pub use super::store::Pending;
 
@@ -66,7 +65,10 @@ pub struct CommitTimes {
 pub(crate) struct WriterSettings {
     pub(crate) linger: Duration,
     pub(crate) cache_capacity: usize,
-    pub(crate) recovery_path: PathBuf,
+    /// Where batches that cannot be committed go, if anywhere.
+    pub(crate) recovery_path: Option<PathBuf>,
+    /// The processor whose records these are (for the recovery file).
+    pub(crate) processor: CompactString,
 }
 
 /// Runs the writer until the hand-off is closed and drained. `on_batch` is
@@ -148,40 +150,17 @@ pub(crate) fn run(
 
 /// Appends a batch that could not be committed to the recovery file.
 fn save_unsaved(settings: &WriterSettings, report: &mut WriterReport, batch: &[Pending]) {
-    #[derive(Serialize)]
-    struct Line<'a> {
-        record: &'a TaskRecord,
-        dead_letter: Option<&'a DeadLetter>,
-    }
-    let mut text = String::new();
-    for p in batch {
-        let line = Line {
-            record: &p.record,
-            dead_letter: p.dead.as_ref(),
-        };
-        text.push_str(&serde_json::to_string(&line).expect("records serialise"));
-        text.push('\n');
-    }
-    let path = &settings.recovery_path;
-    let mut options = OpenOptions::new();
-    options.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = options
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()));
     report.unsaved += batch.len() as u64;
+    let written = match &settings.recovery_path {
+        Some(path) => super::recovery::save(path, &settings.processor, batch)
+            .map(|()| path)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        None => Err("this store keeps no recovery file".into()),
+    };
     match written {
-        Ok(()) => report.recovery_file = Some(path.display().to_string()),
+        Ok(path) => report.recovery_file = Some(path.display().to_string()),
         Err(e) => {
-            let msg = format!(
-                "{} records could not be saved to {} either: {e}",
-                batch.len(),
-                path.display()
-            );
+            let msg = format!("{} records could not be saved either: {e}", batch.len());
             report.error = Some(match report.error.take() {
                 Some(prev) => format!("{prev}; {msg}"),
                 None => msg,

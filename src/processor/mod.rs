@@ -157,6 +157,20 @@ pub trait Processor: Send + Sync + 'static {
     /// A [`ProcessError`] whose class decides between retry and dead-letter.
     fn process(&self, task: &Task, attempt: &Attempt) -> Result<Output, ProcessError>;
 
+    /// The name its records carry: the processor and a version of what it
+    /// produces (`thumbnail/v1`). A key is done for a run only if its record
+    /// was made under the same name, so a record of another processor (or of
+    /// an older output format) never makes this one skip a task. Change the
+    /// name when the output changes; keep it stable otherwise, or history
+    /// stops counting.
+    ///
+    /// The default is the type's name ([`std::any::type_name`]), which moves
+    /// when the type is renamed or moved: a processor whose records matter
+    /// should return a name of its own. It must not be empty.
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
     /// The processor's own account of the work done so far (bytes moved, time
     /// per stage), for the run's [`Report`](crate::Report). The runner calls
     /// it once the engine has drained. The default reports nothing.
@@ -174,11 +188,17 @@ impl Processor for Noop {
     fn process(&self, _task: &Task, _attempt: &Attempt) -> Result<Output, ProcessError> {
         Ok(Output::default())
     }
+    fn name(&self) -> &str {
+        "noop"
+    }
 }
 
 impl<P: Processor + ?Sized> Processor for std::sync::Arc<P> {
     fn process(&self, task: &Task, attempt: &Attempt) -> Result<Output, ProcessError> {
         (**self).process(task, attempt)
+    }
+    fn name(&self) -> &str {
+        (**self).name()
     }
     fn report(&self) -> Option<ProcessorReport> {
         (**self).report()
@@ -188,6 +208,9 @@ impl<P: Processor + ?Sized> Processor for std::sync::Arc<P> {
 impl<P: Processor + ?Sized> Processor for Box<P> {
     fn process(&self, task: &Task, attempt: &Attempt) -> Result<Output, ProcessError> {
         (**self).process(task, attempt)
+    }
+    fn name(&self) -> &str {
+        (**self).name()
     }
     fn report(&self) -> Option<ProcessorReport> {
         (**self).report()

@@ -149,6 +149,12 @@ impl Simulated {
 }
 
 impl Processor for Simulated {
+    /// Latency and fault settings change no output, so they are not part of
+    /// the name.
+    fn name(&self) -> &str {
+        "simulated"
+    }
+
     fn process(&self, task: &Task, attempt: &Attempt) -> Result<Output, ProcessError> {
         let (latency, failure) = self.outcome(task, attempt.number);
         let start = Instant::now();
@@ -244,6 +250,10 @@ fn hash_rounds(seed: u64, rounds: u32) -> u64 {
 }
 
 impl Processor for CpuHash {
+    fn name(&self) -> &str {
+        "cpu"
+    }
+
     fn process(&self, task: &Task, _attempt: &Attempt) -> Result<Output, ProcessError> {
         let seed = mix(0, task.idempotency_key.as_bytes());
         std::hint::black_box(hash_rounds(seed, self.rounds));

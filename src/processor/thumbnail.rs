@@ -50,6 +50,13 @@ use crate::task::{Size, Task};
 /// The folder (key prefix) variants are written under.
 pub const VARIANTS_PREFIX: &str = "variants";
 
+/// The name thumbnail records carry ([`Processor::name`]). `v1`: fit inside
+/// the size with a Catmull-Rom filter, JPEG at quality [`JPEG_QUALITY`] for
+/// JPEG sources and PNG otherwise. A change to any of these that changes the
+/// output bytes takes a new version, so that variants made the old way are
+/// made again rather than counted as done.
+pub const NAME: &str = "thumbnail/v1";
+
 /// JPEG quality of JPEG variants (1–100).
 pub const JPEG_QUALITY: u8 = 85;
 
@@ -316,6 +323,10 @@ impl Thumbnail {
 }
 
 impl Processor for Thumbnail {
+    fn name(&self) -> &str {
+        NAME
+    }
+
     fn process(&self, task: &Task, _attempt: &Attempt) -> Result<Output, ProcessError> {
         let (source, format) = self.decode(task)?;
         let (sw, sh) = source.dimensions();
