@@ -292,14 +292,15 @@ fn disk_full_mid_run_stops_admission_and_loses_no_acknowledged_record() {
         .map(Result::unwrap)
         .collect();
     let recovery = std::fs::read_to_string(d.join("t.db.unsaved.ndjson")).unwrap_or_default();
+    let mut saved = HashSet::new();
     for line in recovery.lines() {
         let v: Value = serde_json::from_str(line).unwrap();
-        kept.insert(
-            v["record"]["task"]["idempotency_key"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        assert_eq!(v["processor"], "simulated", "{line}");
+        let key = v["record"]["task"]["idempotency_key"].as_str().unwrap();
+        if v["record"]["status"] == "succeeded" {
+            saved.insert(key.to_string());
+        }
+        kept.insert(key.to_string());
     }
     let lost: Vec<_> = acknowledged.difference(&kept).collect();
     assert!(
@@ -309,9 +310,40 @@ fn disk_full_mid_run_stops_admission_and_loses_no_acknowledged_record() {
         lost.first()
     );
 
-    // With room again, a rerun finishes: every key ends up recorded once.
+    // With room again, a rerun finishes: it first commits the recovery file
+    // (the records it holds are done: their tasks are not run again), then
+    // removes it, and every key ends up recorded once.
+    let processed = |d: &Path| -> Vec<String> {
+        std::fs::read_to_string(d.join("effects.log"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect()
+    };
+    let before = processed(d).len();
     let out = taskq(d).args(["--db", "t.db"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !d.join("t.db.unsaved.ndjson").exists(),
+        "the recovery file is replayed, then removed"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["store"]["replayed"].as_u64(),
+        Some(recovery.lines().count() as u64)
+    );
+    let again: Vec<_> = processed(d)[before..]
+        .iter()
+        .filter(|k| saved.contains(*k))
+        .cloned()
+        .collect();
+    assert!(
+        again.is_empty(),
+        "{} tasks whose records were in the recovery file ran again, e.g. {:?}",
+        again.len(),
+        again.first()
+    );
     let rows: i64 = Connection::open(d.join("t.db"))
         .unwrap()
         .query_row(
