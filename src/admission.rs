@@ -211,9 +211,10 @@ impl Admission {
 
     /// Reserves a slot, parking the caller while the engine is full.
     ///
-    /// Spins for a few microseconds first (a slot usually frees up within one
-    /// task's time), then sleeps on a condition variable until a release
-    /// notifies it, or the engine closes.
+    /// Tries once without waiting; when full, sleeps on a condition variable
+    /// until a release reaches the low-water mark (see
+    /// [`acquire_many`](Self::acquire_many)), slots are handed back, or the
+    /// engine closes. It does not spin.
     pub fn acquire(&self) -> Result<(), AdmitError> {
         self.acquire_many(1).map(|_| ())
     }

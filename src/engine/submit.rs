@@ -31,8 +31,9 @@ fn bump(counter: &AtomicU64, n: u64) {
 /// Clone one per producer thread. A handle is `Send` but not `Sync`: it owns a
 /// lane (a deque only it pushes to, which workers steal from) and its own
 /// counters, so submitting touches no shared cache line besides the admission
-/// word. Dropping a handle hands whatever is still in its lane to the engine's
-/// injector: nothing submitted is lost.
+/// word. Dropping a handle retires its lane: an empty lane goes at once; one
+/// still holding tasks stays visible to the workers, who steal it empty before
+/// it is dropped, so nothing submitted is lost or copied.
 ///
 /// # Examples
 ///
