@@ -571,3 +571,30 @@ pub fn exit_code(report: &Report) -> u8 {
         RunStatus::Completed => 0,
     }
 }
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    /// `dlq retry` finds the processor of a dead letter by the name its
+    /// records carry: each kind's name is the one its processor records.
+    #[test]
+    fn each_kind_names_its_records_as_its_processor_does() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in ProcessorKind::ALL {
+            let mut config = RunConfig::new("-");
+            config.processor = kind;
+            if kind == ProcessorKind::Thumbnail {
+                config.object_store = Some(dir.path().to_path_buf());
+            }
+            let processor = build_processor(&config).unwrap();
+            assert_eq!(processor.name(), kind.record_name(), "{kind:?}");
+            assert_eq!(
+                ProcessorKind::from_record_name(kind.record_name()),
+                Some(kind)
+            );
+        }
+        assert_eq!(ProcessorKind::from_record_name(""), None);
+        assert_eq!(ProcessorKind::from_record_name("thumbnail/v0"), None);
+    }
+}
