@@ -507,20 +507,20 @@ pub struct StoreReport {
 
 impl StoreReport {
     /// One line for a terminal: what the run found in the database. For
-    /// example `taskq.db (thumbnail/v1): 48 already done; also 48 records of
-    /// simulated, not done for thumbnail/v1`.
+    /// example `48 already done in taskq.db (thumbnail/v1 records); 48 records
+    /// of simulated there do not count for thumbnail/v1`.
     pub fn summary(&self) -> String {
         let file = std::path::Path::new(&self.path)
             .file_name()
             .map_or_else(|| self.path.clone(), |f| f.to_string_lossy().into_owned());
         let mut s = format!(
-            "{file} ({processor}): {done} already done",
+            "{done} already done in {file} ({processor} records)",
             processor = self.processor,
             done = self.lookup_hits
         );
         if self.replayed > 0 {
             s.push_str(&format!(
-                "; {} records saved by an earlier run committed first",
+                "; {} records an earlier run could not commit were committed first",
                 self.replayed
             ));
         }
@@ -538,7 +538,7 @@ impl StoreReport {
                 })
                 .collect();
             s.push_str(&format!(
-                "; also {}, not done for {}",
+                "; {} there do not count for {}",
                 others.join(", "),
                 self.processor
             ));

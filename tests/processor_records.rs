@@ -98,7 +98,10 @@ fn simulated_records_do_not_make_a_thumbnail_run_skip() {
     assert_eq!(r["store"]["other_processors"][0]["processor"], "simulated");
     assert_eq!(r["store"]["other_processors"][0]["succeeded"], 6);
     assert!(
-        text.contains("taskq.db (thumbnail/v1): 0 already done; also 6 records of simulated"),
+        text.contains(
+            "0 already done in taskq.db (thumbnail/v1 records); \
+             6 records of simulated there do not count for thumbnail/v1"
+        ),
         "{text}"
     );
 
@@ -110,7 +113,7 @@ fn simulated_records_do_not_make_a_thumbnail_run_skip() {
         .unwrap();
     let text = ok(&out);
     assert_eq!(report(d)["counts"]["duplicates"], 6);
-    assert!(text.contains("6 already done"), "{text}");
+    assert!(text.contains("6 already done in taskq.db"), "{text}");
 }
 
 /// A thumbnail task dead-lettered for a missing source is never turned into

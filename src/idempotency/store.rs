@@ -39,7 +39,11 @@ pub enum StoreError {
         message: String,
     },
     /// The recovery file of an earlier run cannot be replayed.
-    #[error("{path}:{line}: {message}; fix or move the file, then run again (it holds records an earlier run could not commit)")]
+    #[error(
+        "{path}{}: {message}; fix or move the file, then run again (it holds records an \
+         earlier run could not commit)",
+        if *line > 0 { format!(":{line}") } else { String::new() }
+    )]
     Recovery {
         /// The recovery file.
         path: String,
