@@ -2403,13 +2403,19 @@ mod tests {
         let tail = format!("\n{B}\n");
         let input = endless(&head, b'a', head.len() as u64 + LONG).chain(tail.as_bytes());
         let mut reader = TaskReader::new(input, "big.ndjson", ReaderOptions::default());
-        assert!(matches!(reader.next(), Some(Ok(Record::Task { line: 1, .. }))));
+        assert!(matches!(
+            reader.next(),
+            Some(Ok(Record::Task { line: 1, .. }))
+        ));
         match reader.next() {
             Some(Ok(Record::Invalid {
                 line: 2,
                 index: 1,
                 error: TaskError::Malformed(message),
-            })) => assert!(message.starts_with("longer than 1048576 bytes"), "{message}"),
+            })) => assert!(
+                message.starts_with("longer than 1048576 bytes"),
+                "{message}"
+            ),
             other => panic!("{other:?}"),
         }
         // The whole line went by, but only the first 1 MiB of it was kept.
@@ -2417,7 +2423,11 @@ mod tests {
         assert!(reader.record_buffer_capacity() <= 2 << 20);
         assert!(matches!(
             reader.next(),
-            Some(Ok(Record::Task { line: 3, index: 2, .. }))
+            Some(Ok(Record::Task {
+                line: 3,
+                index: 2,
+                ..
+            }))
         ));
         assert!(reader.next().is_none());
     }
@@ -2837,7 +2847,11 @@ mod tests {
         // An invalid task and two lines that are not JSON records: counted.
         let head = format!("{A}\n{B}\n[1]\n{{\"x\n");
         let tail = format!("{A}\n");
-        std::fs::write(&good, [head.as_bytes(), b"\xFF\n", tail.as_bytes()].concat()).unwrap();
+        std::fs::write(
+            &good,
+            [head.as_bytes(), b"\xFF\n", tail.as_bytes()].concat(),
+        )
+        .unwrap();
         std::fs::write(&bad, format!("[\n{A},\n{B}\n")).unwrap();
         let counted = precheck_path(&good, ReaderOptions::default());
         let strict = ReaderOptions {

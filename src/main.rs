@@ -188,7 +188,11 @@ fn warn_invalid(report: &Report, tasks: &Path) {
     let shown = report.invalid_tasks.iter().take(INVALID_SHOWN);
     let n = shown.len() as u64;
     for t in shown {
-        let _ = writeln!(err, "{name}:{}: invalid record skipped: {}", t.line, t.error);
+        let _ = writeln!(
+            err,
+            "{name}:{}: invalid record skipped: {}",
+            t.line, t.error
+        );
     }
     let more = report.counts.invalid.saturating_sub(n);
     if more > 0 {
