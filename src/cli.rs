@@ -311,6 +311,11 @@ pub struct RunArgs {
     /// Largest accepted input record, in bytes.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_record_bytes: usize,
+    /// Fail the run (exit 1) at the first invalid record, an invalid task or a
+    /// broken NDJSON line, instead of skipping it: a regular file is checked
+    /// before any work starts; on stdin admission stops at that record.
+    #[arg(long)]
+    pub strict: bool,
     /// The processor: `simulated` (the seed's blocking I/O), `noop`, `cpu`
     /// (about 2 µs of hashing), or `thumbnail` (real variants; needs `--store`).
     #[arg(long, value_enum, default_value_t = ProcessorKind::Simulated)]
@@ -469,6 +474,7 @@ impl RunArgs {
                 FormatArg::Ndjson => InputFormat::Ndjson,
             },
             max_record_bytes: self.max_record_bytes,
+            strict: self.strict,
             producers: self.producers,
             engine: EngineConfig {
                 workers: self.workers,

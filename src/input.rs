@@ -15,11 +15,19 @@
 //! 3. The raw form is validated into a [`Task`]. A record that is well-formed JSON
 //!    but not an acceptable task becomes [`Record::Invalid`], not a file error.
 //!
-//! Anything that makes the rest of the file unreadable (not UTF-8, broken JSON, a
-//! truncated array, trailing data, a record over the size or depth limit, an I/O
-//! error) is an [`InputError`] that names the file, the line and what was
-//! expected, like `tasks.json:17:5: expected ',' or ']' after a task, found '}'`.
-//! After an error the reader yields nothing more.
+//! In NDJSON each line stands alone: a line that is not UTF-8, not JSON, nested
+//! past the depth limit or longer than the size limit is one [`Record::Invalid`]
+//! too ([`TaskError::Malformed`], naming the column and what was expected). The
+//! reader goes on at the next newline; the rest of an over-long line is skipped
+//! as it streams by, never buffered.
+//!
+//! Anything that makes the rest of the file unreadable (in a JSON array: not
+//! UTF-8, broken JSON, a truncation, trailing data, a record over the size or
+//! depth limit; in any format: an I/O error, or a file that is neither format)
+//! is an [`InputError`] that names the file, the line and what was expected,
+//! like `tasks.json:17:5: expected ',' or ']' after a task, found '}'`. With
+//! [`ReaderOptions::strict`], the first invalid record of any kind is an
+//! [`InputError`] as well. After an error the reader yields nothing more.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -48,13 +56,16 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 #[serde(rename_all = "lowercase")]
 pub enum InputFormat {
     /// Decide from the first byte after an optional BOM and whitespace: `[` is a
-    /// JSON array, `{` is NDJSON.
+    /// JSON array, `{` is NDJSON. Any other first byte is a file error (a PNG or
+    /// a CSV passed by mistake is refused, not read as lines of invalid
+    /// records); an NDJSON file whose first line is broken is read with
+    /// [`InputFormat::Ndjson`].
     #[default]
     Auto,
     /// One JSON array whose elements are task objects.
     Json,
     /// One task object per line; blank lines are skipped. An empty file holds no
-    /// tasks.
+    /// tasks. A line that is not a JSON record is one invalid record.
     Ndjson,
 }
 
@@ -63,12 +74,19 @@ pub enum InputFormat {
 pub struct ReaderOptions {
     /// The layout to expect; [`InputFormat::Auto`] detects it.
     pub format: InputFormat,
-    /// The largest record (array element or NDJSON line) accepted, in bytes. A
-    /// longer one is a file error, found without buffering more than this.
+    /// The largest record (array element or NDJSON line) accepted, in bytes,
+    /// found without buffering more than this. A longer array element is a
+    /// file error; a longer NDJSON line is one invalid record, and the rest of
+    /// it is skipped.
     pub max_record_bytes: usize,
     /// The deepest nesting of arrays and objects accepted inside a record; the
     /// task object itself is level 1. Keep it below 128, serde_json's own limit.
     pub max_depth: usize,
+    /// Stop at the first invalid record: a record that is not a valid task
+    /// ([`InputErrorKind::InvalidTask`]) or an NDJSON line that is not a JSON
+    /// record (its syntax, UTF-8, size or depth error, as in a JSON array) is an
+    /// [`InputError`] instead of a [`Record::Invalid`], and nothing follows it.
+    pub strict: bool,
 }
 
 impl Default for ReaderOptions {
@@ -77,6 +95,7 @@ impl Default for ReaderOptions {
             format: InputFormat::Auto,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_depth: DEFAULT_MAX_DEPTH,
+            strict: false,
         }
     }
 }
@@ -93,7 +112,9 @@ pub enum Record {
         /// The task.
         task: Task,
     },
-    /// The record is well-formed JSON but not a valid task.
+    /// The record is not a valid task: well-formed JSON that is not an
+    /// acceptable task, or an NDJSON line that is not a JSON record at all
+    /// ([`TaskError::Malformed`]).
     Invalid {
         /// The 1-based line where the record starts.
         line: u64,
@@ -194,6 +215,10 @@ pub enum InputErrorKind {
         /// The limit that was exceeded.
         limit: usize,
     },
+    /// With [`ReaderOptions::strict`]: a well-formed record that is not a valid
+    /// task.
+    #[error("invalid task: {0} (strict: the first invalid record fails the run)")]
+    InvalidTask(TaskError),
 }
 
 /// `:line:column`, `:line` or nothing.
@@ -927,10 +952,18 @@ impl<R: BufRead> TaskReader<R> {
 
     /// Reads one NDJSON line starting at the next (non-blank) byte; the `\n` is
     /// left for the next whitespace skip.
+    ///
+    /// A line that is not a JSON record (not UTF-8, not JSON, too deep, too
+    /// long) is one [`Record::Invalid`]: the reader resyncs at the next newline.
+    /// Of a line longer than the limit only the first `max_record_bytes` are
+    /// kept (to find nesting past the depth limit there first); the rest is
+    /// consumed as it streams by. With [`ReaderOptions::strict`] such a line is
+    /// the [`InputError`] it would be in an array, and the line is left unread.
     fn read_line(&mut self) -> Result<Record, InputError> {
         let (line, column) = self.cur.here();
         self.buf.clear();
         let limit = self.options.max_record_bytes;
+        let mut too_large = false;
         loop {
             let chunk = match self.reader.fill() {
                 Ok(chunk) => chunk,
@@ -941,16 +974,20 @@ impl<R: BufRead> TaskReader<R> {
             }
             let end = find_byte(b'\n', chunk);
             let used = end.unwrap_or(chunk.len());
-            if self.buf.len() + used > limit {
+            if !too_large && self.buf.len() + used > limit {
                 // Nesting too deep within the first `limit` bytes comes first.
                 let room = limit - self.buf.len();
                 self.buf.extend_from_slice(&chunk[..room]);
-                if let Some(e) = self.too_deep_in_line(line, column) {
+                too_large = true;
+                if self.options.strict {
+                    let e = self.too_deep_in_line(line, column).unwrap_or_else(|| {
+                        self.error(line, column, InputErrorKind::RecordTooLarge { limit })
+                    });
                     return Err(e);
                 }
-                return Err(self.error(line, column, InputErrorKind::RecordTooLarge { limit }));
+            } else if !too_large {
+                self.buf.extend_from_slice(&chunk[..used]);
             }
-            self.buf.extend_from_slice(&chunk[..used]);
             self.advance(used);
             if end.is_some() {
                 break;
@@ -958,10 +995,35 @@ impl<R: BufRead> TaskReader<R> {
         }
         // The line holds no newline, so the cursor's column bookkeeping (only
         // needed for errors later on this line) is not kept up inside it.
-        if let Some(e) = self.too_deep_in_line(line, column) {
+        let refused = match self.too_deep_in_line(line, column) {
+            Some(e) => Some(e),
+            None if too_large => {
+                Some(self.error(line, column, InputErrorKind::RecordTooLarge { limit }))
+            }
+            None => None,
+        };
+        if let Some(e) = refused {
+            let index = self.index;
+            self.index += 1;
+            return self.invalid_line(line, index, e);
+        }
+        match self.parse_record(line, column) {
+            Err(e) => self.invalid_line(line, self.index - 1, e),
+            record => record,
+        }
+    }
+
+    /// The verdict on the NDJSON line at `line` (record `index`) that failed to
+    /// read as a record with `e`: one invalid record, or, when strict (or for a
+    /// read error, which ends the input), the error itself.
+    fn invalid_line(&self, line: u64, index: u64, e: InputError) -> Result<Record, InputError> {
+        if self.options.strict {
             return Err(e);
         }
-        self.parse_record(line, column)
+        match malformed(&e) {
+            Some(error) => Ok(Record::Invalid { line, index, error }),
+            None => Err(e),
+        }
     }
 
     /// The error for nesting past the limit in the (part of the) line in `buf`,
@@ -1280,6 +1342,42 @@ fn escape_invisible(text: &str) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
+/// An error about one NDJSON line, as the [`TaskError::Malformed`] of an
+/// invalid record: what was wrong and expected, and at which column of the
+/// line (the line is the record's). `None` for an error that is not about the
+/// line's bytes (a read error).
+fn malformed(e: &InputError) -> Option<TaskError> {
+    let at = match e.column() {
+        Some(column) => format!(" at column {column}"),
+        None => String::new(),
+    };
+    let message = match &e.kind {
+        InputErrorKind::NotUtf8(byte) => {
+            format!("not UTF-8: byte 0x{byte:02X}{at}; task files must be UTF-8 text")
+        }
+        InputErrorKind::Syntax(message) => {
+            let message = message.strip_prefix("invalid JSON: ").unwrap_or(message);
+            let message = match message.strip_prefix("EOF while parsing ") {
+                Some("a list") => "the line ends inside an array (expected ']')",
+                Some("an object") => "the line ends inside an object (expected '}')",
+                Some("a string") => "the line ends inside a string (expected '\"')",
+                Some(_) => "the line ends where a value is expected",
+                None => message,
+            };
+            format!("not JSON: {message}{at}")
+        }
+        InputErrorKind::TooDeep { limit } => {
+            format!("nests arrays/objects deeper than {limit} levels{at} (max_depth)")
+        }
+        InputErrorKind::RecordTooLarge { limit } => format!(
+            "longer than {limit} bytes (max_record_bytes); each task must fit in \
+             {limit} bytes, the rest of the line was skipped"
+        ),
+        _ => return None,
+    };
+    Some(TaskError::Malformed(message))
+}
+
 /// Re-labels a syntax error found during format detection as a format error.
 fn as_format_error(mut e: InputError) -> InputError {
     if let InputErrorKind::Syntax(message) = e.kind {
@@ -1293,6 +1391,17 @@ impl<R: BufRead> Iterator for TaskReader<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self.step() {
+            Ok(Some(Record::Invalid { line, error, .. })) if self.options.strict => {
+                self.state = State::Done;
+                Some(Err(InputError {
+                    source_name: self.source.clone(),
+                    at: Location {
+                        line: Some(line),
+                        column: None,
+                    },
+                    kind: InputErrorKind::InvalidTask(error),
+                }))
+            }
             Ok(Some(record)) => Some(Ok(record)),
             Ok(None) => None,
             Err(e) => {
@@ -1345,14 +1454,17 @@ pub fn open_path(
 pub struct Precheck {
     /// Valid tasks.
     pub tasks: u64,
-    /// Records that are well-formed JSON but not valid tasks.
+    /// Invalid records: well-formed JSON that is not a valid task, and NDJSON
+    /// lines that are not JSON records.
     pub invalid: u64,
     /// The format read (detected, or forced).
     pub format: InputFormat,
 }
 
 /// Reads a whole task file once, counting valid and invalid records, so that a
-/// broken file is refused before any work starts.
+/// broken file is refused before any work starts. A broken NDJSON line is
+/// counted as invalid, not refused; with [`ReaderOptions::strict`] the first
+/// invalid record of any kind is the error.
 ///
 /// Stdin (`-`) can be read only once: a precheck of `-` consumes it.
 ///
@@ -1703,7 +1815,23 @@ mod tests {
 
     /// The error `input` must end in.
     fn error_of(input: &[u8]) -> String {
-        let items = read_with(input, ReaderOptions::default());
+        ending_error(read_with(input, ReaderOptions::default()))
+    }
+
+    /// The error `input` must end in, read strictly: an NDJSON line that is not
+    /// a JSON record is then the error it would be in an array, with its line
+    /// and column (read leniently, it is one invalid record naming the column:
+    /// see `broken_ndjson_lines_are_invalid_records_and_the_reader_resyncs`).
+    fn strict_error_of(input: &[u8]) -> String {
+        let strict = ReaderOptions {
+            strict: true,
+            ..ReaderOptions::default()
+        };
+        ending_error(read_with(input, strict))
+    }
+
+    /// The error that ends `items`, without its `error: `.
+    fn ending_error(items: Vec<String>) -> String {
         let last = items.last().cloned().unwrap_or_default();
         assert!(
             last.starts_with("error: "),
@@ -1873,10 +2001,24 @@ mod tests {
         assert_eq!(read_with(b"\n \n", ndjson), Vec::<String>::new());
         let reader = TaskReader::new(&b""[..], "t", ndjson);
         assert_eq!(reader.format(), Some(InputFormat::Ndjson));
-        // A pretty-printed array is not NDJSON.
+        // A pretty-printed array is not NDJSON: its lines are read one by one,
+        // and only the task on a line of its own is one.
         let items = read_with(format!("[\n{A}\n]").as_bytes(), ndjson);
         assert_eq!(
             items,
+            [
+                "1 #0 invalid: not JSON: the line ends inside an array (expected ']') \
+                 at column 1",
+                "2 #1 ok id=2 img/a.jpg 200x200 key=img/a.jpg:200x200",
+                "3 #2 invalid: not JSON: expected value at column 1",
+            ]
+        );
+        let strict = ReaderOptions {
+            strict: true,
+            ..ndjson
+        };
+        assert_eq!(
+            read_with(format!("[\n{A}\n]").as_bytes(), strict),
             ["error: tasks.json:1:1: invalid JSON: EOF while parsing a list"]
         );
     }
@@ -1885,7 +2027,7 @@ mod tests {
     fn invalid_utf8_is_a_file_error() {
         let in_string = b"{\"image_key\": \"img/\xFF.jpg\", \"size\": \"200x200\"}\n";
         assert_eq!(
-            error_of(in_string),
+            strict_error_of(in_string),
             "tasks.json:1:20: invalid UTF-8 (byte 0xFF); task files must be UTF-8 text"
         );
         let after_wide = "[{\"image_key\": \"ü"
@@ -1901,7 +2043,7 @@ mod tests {
         let mut bytes = unknown_field.into_bytes();
         bytes.splice(bytes.len() - 3..bytes.len() - 3, *b"\xED\xA0\x80");
         assert_eq!(
-            error_of(&bytes),
+            strict_error_of(&bytes),
             "tasks.json:2:8: invalid UTF-8 (byte 0xED); task files must be UTF-8 text"
         );
         let mut between = format!("[{A},\n ").into_bytes();
@@ -2004,16 +2146,16 @@ mod tests {
             "tasks.json:1:5: invalid JSON: `tru` is not a JSON value"
         );
         assert_eq!(
-            error_of(format!("{A}\n{A}\n{{\"image_key\": }}\n").as_bytes()),
+            strict_error_of(format!("{A}\n{A}\n{{\"image_key\": }}\n").as_bytes()),
             "tasks.json:3:15: invalid JSON: expected value"
         );
         assert_eq!(
-            error_of(format!("{A} {B}\n").as_bytes()),
+            strict_error_of(format!("{A} {B}\n").as_bytes()),
             "tasks.json:1:47: invalid JSON: trailing characters"
         );
         // Columns count characters, not bytes.
         assert_eq!(
-            error_of("{\"image_key\": \"ü\", \"size\": 5 x}".as_bytes()),
+            strict_error_of("{\"image_key\": \"ü\", \"size\": 5 x}".as_bytes()),
             "tasks.json:1:30: invalid JSON: expected `,` or `}`"
         );
         assert_eq!(
@@ -2066,7 +2208,7 @@ mod tests {
         );
         let line_bomb = format!("{A}\n{{\"x\": {}", "[".repeat(100_000));
         assert_eq!(
-            error_of(line_bomb.as_bytes()),
+            strict_error_of(line_bomb.as_bytes()),
             "tasks.json:2:70: task nests arrays/objects deeper than 64 levels (max_depth)"
         );
         let object_bomb = format!("[{}", "{\"a\":".repeat(100_000));
@@ -2125,17 +2267,19 @@ mod tests {
     #[test]
     fn huge_records_are_refused_at_the_limit() {
         const HUNDRED_MB: u64 = 100 << 20;
+        let strict = ReaderOptions {
+            strict: true,
+            ..ReaderOptions::default()
+        };
+        // In an array, or in NDJSON read strictly, the record is refused at the
+        // limit, after reading little more than it.
         for (prefix, fill, line, column) in [
             ("{\"image_key\": \"", b'a', 1, 1),
             ("\n[{\"image_key\": \"", b'a', 2, 2),
             ("[1", b'1', 1, 2),
             ("{\"x\": [", b' ', 1, 1),
         ] {
-            let mut reader = TaskReader::new(
-                endless(prefix, fill, HUNDRED_MB),
-                "big.json",
-                ReaderOptions::default(),
-            );
+            let mut reader = TaskReader::new(endless(prefix, fill, HUNDRED_MB), "big.json", strict);
             let e = reader.next().expect("an item").expect_err("too large");
             assert!(matches!(
                 e.kind(),
@@ -2157,7 +2301,7 @@ mod tests {
         let e = TaskReader::new(
             endless("{\"image_key\": \"", b'a', HUNDRED_MB),
             "big.json",
-            ReaderOptions::default(),
+            strict,
         )
         .find_map(Result::err)
         .unwrap();
@@ -2184,6 +2328,159 @@ mod tests {
         };
         let message = format!("longer than {} bytes", A.len() - 1);
         assert!(read_with(A.as_bytes(), tight)[0].contains(&message));
+        let in_array = format!("[{A}]");
+        assert!(read_with(in_array.as_bytes(), tight)[0].starts_with("error: "));
+    }
+
+    #[test]
+    fn broken_ndjson_lines_are_invalid_records_and_the_reader_resyncs() {
+        let options = ReaderOptions {
+            max_record_bytes: 64,
+            max_depth: 3,
+            ..ReaderOptions::default()
+        };
+        let lines: [&[u8]; 11] = [
+            A.as_bytes(),
+            br#"{"image_key": "img/c.jpg", "size":"#,
+            b"{\"image_key\": \"img/\xFF.jpg\", \"size\": \"1x1\"}",
+            b"  hello",
+            br#"{"x": [[[1]]]}"#,
+            br#"{"pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#,
+            b"42",
+            "{\"a\": \"\u{fc}\", x}\r".as_bytes(),
+            br#"{"a": "b"#,
+            b"",
+            B.as_bytes(),
+        ];
+        let input = lines.join(&b'\n');
+        let expected = [
+            "1 #0 ok id=1 img/a.jpg 200x200 key=img/a.jpg:200x200",
+            "2 #1 invalid: not JSON: the line ends where a value is expected at column 34",
+            "3 #2 invalid: not UTF-8: byte 0xFF at column 20; task files must be UTF-8 text",
+            "4 #3 invalid: not JSON: expected value at column 3",
+            "5 #4 invalid: nests arrays/objects deeper than 3 levels at column 9 (max_depth)",
+            "6 #5 invalid: longer than 64 bytes (max_record_bytes); each task must fit in 64 \
+             bytes, the rest of the line was skipped",
+            "7 #6 invalid: expected a JSON object for a task, got a number",
+            "8 #7 invalid: not JSON: key must be a string at column 12",
+            "9 #8 invalid: not JSON: the line ends inside a string (expected '\"') at column 8",
+            "11 #9 ok id=10 img/b.jpg 400x400 key=img/b.jpg:400x400",
+        ];
+        assert_eq!(read_with(&input, options), expected);
+        // Every kind of broken line is a TaskError::Malformed, not a file error.
+        let malformed = TaskReader::new(&input[..], "t", options)
+            .filter(|r| {
+                matches!(
+                    r,
+                    Ok(Record::Invalid {
+                        error: TaskError::Malformed(_),
+                        ..
+                    })
+                )
+            })
+            .count();
+        assert_eq!(malformed, 7);
+        // Forced NDJSON reads a first line that auto-detection refuses.
+        let forced = ReaderOptions {
+            format: InputFormat::Ndjson,
+            ..options
+        };
+        let text = format!("hello\n{A}\n");
+        assert_eq!(
+            read_with(text.as_bytes(), forced),
+            [
+                "1 #0 invalid: not JSON: expected value at column 1",
+                "2 #1 ok id=2 img/a.jpg 200x200 key=img/a.jpg:200x200",
+            ]
+        );
+        assert!(error_of(text.as_bytes()).contains(FILE_ERROR));
+    }
+
+    #[test]
+    fn an_over_long_ndjson_line_is_skipped_as_it_streams() {
+        const LONG: u64 = 32 << 20;
+        let head = format!("{A}\n{{\"image_key\": \"");
+        let tail = format!("\n{B}\n");
+        let input = endless(&head, b'a', head.len() as u64 + LONG).chain(tail.as_bytes());
+        let mut reader = TaskReader::new(input, "big.ndjson", ReaderOptions::default());
+        assert!(matches!(
+            reader.next(),
+            Some(Ok(Record::Task { line: 1, .. }))
+        ));
+        match reader.next() {
+            Some(Ok(Record::Invalid {
+                line: 2,
+                index: 1,
+                error: TaskError::Malformed(message),
+            })) => assert!(
+                message.starts_with("longer than 1048576 bytes"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The whole line went by, but only the first 1 MiB of it was kept.
+        assert!(reader.bytes_read() > LONG);
+        assert!(reader.record_buffer_capacity() <= 2 << 20);
+        assert!(matches!(
+            reader.next(),
+            Some(Ok(Record::Task {
+                line: 3,
+                index: 2,
+                ..
+            }))
+        ));
+        assert!(reader.next().is_none());
+    }
+
+    #[test]
+    fn strict_stops_at_the_first_invalid_record() {
+        let strict = ReaderOptions {
+            strict: true,
+            ..ReaderOptions::default()
+        };
+        let ok_a = "1 #0 ok id=1 img/a.jpg 200x200 key=img/a.jpg:200x200";
+        let after = "(strict: the first invalid record fails the run)";
+        for (input, lenient, error) in [
+            (
+                format!("{A}\n{{\"size\": \"1x1\"}}\n{B}\n"),
+                "2 #1 invalid: missing field `image_key`",
+                format!("tasks.json:2: invalid task: missing field `image_key` {after}"),
+            ),
+            (
+                format!("[{A},\n 5, {B}]"),
+                "2 #1 invalid: expected a JSON object for a task, got a number",
+                format!(
+                    "tasks.json:2: invalid task: expected a JSON object for a task, \
+                     got a number {after}"
+                ),
+            ),
+            // A broken line is the error it would be in an array.
+            (
+                format!("{A}\n {{\"x\" 1}}\n{B}\n"),
+                "2 #1 invalid: not JSON: expected `:` at column 7",
+                "tasks.json:2:7: invalid JSON: expected `:`".to_owned(),
+            ),
+        ] {
+            let items = read_with(input.as_bytes(), ReaderOptions::default());
+            assert_eq!(items.len(), 3, "{items:?}");
+            assert_eq!((items[0].as_str(), items[1].as_str()), (ok_a, lenient));
+            assert_eq!(
+                read_with(input.as_bytes(), strict),
+                [ok_a.to_owned(), format!("error: {error}")]
+            );
+        }
+        let e = first_error(b"{}\n", strict);
+        assert!(matches!(
+            e.kind(),
+            InputErrorKind::InvalidTask(TaskError::Missing("image_key"))
+        ));
+        assert_eq!((e.line(), e.column()), (Some(1), None));
+        // A file without an invalid record reads the same either way.
+        let good = format!("{A}\n{B}\n");
+        assert_eq!(
+            read_with(good.as_bytes(), strict),
+            read_with(good.as_bytes(), ReaderOptions::default())
+        );
     }
 
     #[test]
@@ -2353,11 +2650,11 @@ mod tests {
             "tasks.json:1:22: invalid JSON: control character (\\u0000-\\u001F) found while parsing a string"
         );
         assert_eq!(
-            error_of(b"{\"image_key\": \"img/a\tb.jpg\", \"size\": \"1x1\"}\n"),
+            strict_error_of(b"{\"image_key\": \"img/a\tb.jpg\", \"size\": \"1x1\"}\n"),
             "tasks.json:1:21: invalid JSON: control character (\\u0000-\\u001F) found while parsing a string"
         );
         assert_eq!(
-            error_of(b"{\"x\": \"img/a\tb.jpg\", \"size\": \"1x1\"}\n"),
+            strict_error_of(b"{\"x\": \"img/a\tb.jpg\", \"size\": \"1x1\"}\n"),
             "tasks.json:1:13: invalid JSON: control character (\\u0000-\\u001F) found while parsing a string"
         );
     }
@@ -2547,9 +2844,21 @@ mod tests {
         let dir = std::env::temp_dir();
         let good = dir.join(format!("taskq-precheck-good-{}.ndjson", std::process::id()));
         let bad = dir.join(format!("taskq-precheck-bad-{}.json", std::process::id()));
-        std::fs::write(&good, format!("{A}\n{B}\n[1]\n{A}\n")).unwrap();
+        // An invalid task and two lines that are not JSON records: counted.
+        let head = format!("{A}\n{B}\n[1]\n{{\"x\n");
+        let tail = format!("{A}\n");
+        std::fs::write(
+            &good,
+            [head.as_bytes(), b"\xFF\n", tail.as_bytes()].concat(),
+        )
+        .unwrap();
         std::fs::write(&bad, format!("[\n{A},\n{B}\n")).unwrap();
         let counted = precheck_path(&good, ReaderOptions::default());
+        let strict = ReaderOptions {
+            strict: true,
+            ..ReaderOptions::default()
+        };
+        let refused = precheck_path(&good, strict);
         let failed = precheck_path(&bad, ReaderOptions::default());
         let _ = std::fs::remove_file(&good);
         let _ = std::fs::remove_file(&bad);
@@ -2557,10 +2866,14 @@ mod tests {
             counted.unwrap(),
             Precheck {
                 tasks: 3,
-                invalid: 1,
+                invalid: 3,
                 format: InputFormat::Ndjson
             }
         );
+        // Strict: the first invalid record, an invalid task on line 3.
+        let e = refused.unwrap_err();
+        assert_eq!((e.line(), e.column()), (Some(3), None));
+        assert!(matches!(e.kind(), InputErrorKind::InvalidTask(_)));
         let e = failed.unwrap_err();
         assert_eq!(e.source_name(), bad.display().to_string());
         assert_eq!(e.line(), Some(4));
@@ -2636,8 +2949,13 @@ mod tests {
             "{\"id\": [NUM}\n",
             "[NUM x]",
         ] {
-            let big = error_of(broken.replace("NUM", "1e999").as_bytes());
-            let small = error_of(broken.replace("NUM", "12345").as_bytes());
+            // An NDJSON line is read strictly, to end in the error.
+            let error = |text: String| match text.starts_with('{') {
+                true => strict_error_of(text.as_bytes()),
+                false => error_of(text.as_bytes()),
+            };
+            let big = error(broken.replace("NUM", "1e999"));
+            let small = error(broken.replace("NUM", "12345"));
             assert_eq!(big, small, "{broken}");
             assert!(!big.contains("out of range"), "{big}");
         }
@@ -2797,8 +3115,27 @@ mod tests {
             // of the record (column 1 in NDJSON, 2 in the array).
             let at = if says == too_deep { third + 1 } else { 1 };
             let (array, ndjson) = (format!("[{record}]"), format!("{record}\n"));
-            for (input, column) in [(array, at + 1), (ndjson, at)] {
-                let expected = [format!("error: tasks.json:1:{column}: {says}")];
+            let strict = ReaderOptions {
+                strict: true,
+                ..options
+            };
+            // Read leniently, the NDJSON line is one invalid record saying the
+            // same (a depth error names its column).
+            let lenient = match says == too_deep {
+                true => format!(
+                    "1 #0 invalid: nests arrays/objects deeper than 2 levels at column {at} \
+                     (max_depth)"
+                ),
+                false => "1 #0 invalid: longer than 20 bytes (max_record_bytes); each task \
+                          must fit in 20 bytes, the rest of the line was skipped"
+                    .to_owned(),
+            };
+            for (input, column, options, lenient) in [
+                (&array, at + 1, options, None),
+                (&ndjson, at, strict, None),
+                (&ndjson, at, options, Some(lenient)),
+            ] {
+                let expected = [lenient.unwrap_or(format!("error: tasks.json:1:{column}: {says}"))];
                 assert_eq!(read_with(input.as_bytes(), options), expected);
                 for capacity in [2, 3, 7, 16, 21] {
                     let chunked = BufReader::with_capacity(capacity, input.as_bytes());
@@ -2828,7 +3165,7 @@ mod tests {
         );
         assert_eq!(
             read_with(brace.as_bytes(), ndjson),
-            ["error: tasks.json:1:1: invalid JSON: expected value"]
+            ["1 #0 invalid: not JSON: expected value at column 1"]
         );
         assert_eq!(
             read_with("\u{F000}".as_bytes(), ReaderOptions::default()),

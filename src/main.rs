@@ -250,12 +250,13 @@ fn watch_signals(interrupt: taskq::runner::Interrupt) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How many invalid tasks a run names on stderr (the report lists up to
+/// How many invalid records a run names on stderr (the report lists up to
 /// [`taskq::metrics::MAX_INVALID_LISTED`]).
 const INVALID_SHOWN: usize = 10;
 
-/// Names the first invalid tasks on stderr, `file:line: ...`, so that a run
-/// without `--report` still says where they are.
+/// Names the first invalid records (invalid tasks, broken NDJSON lines) on
+/// stderr, `file:line: ...`, so that a run without `--report` still says where
+/// they are.
 fn warn_invalid(report: &Report, tasks: &Path) {
     if report.counts.invalid == 0 {
         return;
@@ -265,13 +266,17 @@ fn warn_invalid(report: &Report, tasks: &Path) {
     let shown = report.invalid_tasks.iter().take(INVALID_SHOWN);
     let n = shown.len() as u64;
     for t in shown {
-        let _ = writeln!(err, "{name}:{}: invalid task skipped: {}", t.line, t.error);
+        let _ = writeln!(
+            err,
+            "{name}:{}: invalid record skipped: {}",
+            t.line, t.error
+        );
     }
     let more = report.counts.invalid.saturating_sub(n);
     if more > 0 {
         let _ = writeln!(
             err,
-            "{name}: {more} more invalid task(s) skipped (a --report lists the first {})",
+            "{name}: {more} more invalid record(s) skipped (a --report lists the first {})",
             taskq::metrics::MAX_INVALID_LISTED
         );
     }

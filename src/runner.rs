@@ -4,9 +4,12 @@
 //! # Steps
 //!
 //! 1. A regular file is read once in full first ([`precheck_path`]): a bad file
-//!    (not JSON, truncated, trailing garbage, a record over the size limit) fails
-//!    the run before any work starts, naming the file and line. Standard input
-//!    cannot be read twice: it is checked as it streams, and a bad record stops
+//!    (a JSON array that is broken, truncated or followed by garbage, an array
+//!    element over the size limit) fails the run before any work starts, naming
+//!    the file and line; a broken NDJSON line is one invalid record, counted,
+//!    not fatal. With [`RunConfig::strict`] the first invalid record of any kind
+//!    fails the run here. Standard input cannot be read twice: it is checked as
+//!    it streams, and a bad record (with `strict`, any invalid one) stops
 //!    admission at that record (the run drains what was admitted and fails).
 //! 2. The engine starts.
 //! 3. One reader thread parses records. Invalid tasks are counted and listed in
@@ -95,6 +98,10 @@ pub struct RunConfig {
     pub format: InputFormat,
     /// Largest accepted record, bytes.
     pub max_record_bytes: usize,
+    /// Fail the run at the first invalid record (an invalid task or a broken
+    /// NDJSON line) instead of skipping it: a regular file before any work
+    /// starts, standard input when the record is reached.
+    pub strict: bool,
     /// Producer threads the records are spread over.
     pub producers: usize,
     /// The engine's settings.
@@ -122,6 +129,7 @@ impl RunConfig {
             tasks: tasks.into(),
             format: InputFormat::Auto,
             max_record_bytes: ReaderOptions::default().max_record_bytes,
+            strict: false,
             producers: 1,
             engine: EngineConfig::default(),
             processor: ProcessorKind::Simulated,
@@ -193,6 +201,7 @@ impl RunConfig {
         ReaderOptions {
             format: self.format,
             max_record_bytes: self.max_record_bytes,
+            strict: self.strict,
             ..ReaderOptions::default()
         }
     }

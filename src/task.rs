@@ -123,6 +123,12 @@ pub enum TaskError {
     /// The record is valid JSON but not an object.
     #[error("expected a JSON object for a task, got {0}")]
     NotAnObject(&'static str),
+    /// The record could not be read as JSON at all: an NDJSON line that is not
+    /// UTF-8, not JSON, nested past the depth limit or longer than the size
+    /// limit. The reader went on at the next line. The message says what was
+    /// expected and where in the line (`not JSON: expected `:` at column 14`).
+    #[error("{0}")]
+    Malformed(String),
 }
 
 impl TaskError {

@@ -645,13 +645,6 @@ fn bad_files() -> Vec<BadFile> {
             says: "longer than 200 bytes",
         },
         BadFile {
-            name: "record_too_large.ndjson",
-            bytes: format!("{a}\n{padded}\n{b}\n").into_bytes(),
-            extra: &["--max-record-bytes", "200"],
-            at: ":2:1: ",
-            says: "longer than 200 bytes",
-        },
-        BadFile {
             name: "nesting_bomb.json",
             bytes: format!("[\n{a},\n{deep}\n]\n").into_bytes(),
             extra: &[],
@@ -659,22 +652,19 @@ fn bad_files() -> Vec<BadFile> {
             says: "deeper than 64 levels",
         },
         BadFile {
-            name: "nesting_bomb.ndjson",
-            bytes: format!(
-                "{a}\n{{\"image_key\": \"img/x.jpg\", \"size\": \"1x1\", \"x\": {deep}}}\n"
-            )
-            .into_bytes(),
+            name: "image.png",
+            bytes: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR".to_vec(),
             extra: &[],
-            at: ":2:",
-            says: "deeper than 64 levels",
+            at: ":1:1: ",
+            says: "invalid UTF-8 (byte 0x89); task files must be UTF-8 text",
         },
+        // Auto-detection needs `[` or `{` first; `--format ndjson` reads it.
         BadFile {
-            name: "broken_line.ndjson",
-            bytes: format!("{a}\n{b}\n{{\"image_key\": \"img/c.jpg\", \"size\":\n{a}\n")
-                .into_bytes(),
+            name: "first_line_broken.ndjson",
+            bytes: format!("garbage\n{a}\n").into_bytes(),
             extra: &[],
-            at: ":3:",
-            says: "invalid JSON",
+            at: ":1:1: ",
+            says: "expected a JSON array of task objects or NDJSON",
         },
         BadFile {
             name: "ndjson_forced_json.ndjson",
@@ -867,7 +857,7 @@ fn invalid_tasks_are_rejected_alone_and_listed_with_their_line() {
         let warnings: Vec<&str> = o.stderr.lines().collect();
         assert_eq!(warnings.len(), invalid.len(), "{name}: {o:#?}");
         for (warning, (line, _, says)) in warnings.iter().zip(invalid) {
-            let at = format!("{}:{line}: invalid task skipped: ", path.display());
+            let at = format!("{}:{line}: invalid record skipped: ", path.display());
             assert!(
                 warning.starts_with(&at) && warning.contains(says),
                 "{name}: {warning:?} should start with {at:?} and name {says:?}"
@@ -903,17 +893,325 @@ fn many_invalid_tasks_are_named_ten_at_most_on_stderr() {
     for (i, line) in lines[..10].iter().enumerate() {
         assert!(
             line.starts_with(&format!(
-                "<stdin>:{}: invalid task skipped: field `size`",
+                "<stdin>:{}: invalid record skipped: field `size`",
                 i + 1
             )),
             "{line}"
         );
     }
     assert!(
-        lines[10].starts_with("<stdin>: 15 more invalid task(s) skipped"),
+        lines[10].starts_with("<stdin>: 15 more invalid record(s) skipped"),
         "{}",
         lines[10]
     );
+}
+
+// ---------------------------------------------------------------------------
+// Broken NDJSON lines, and --strict
+// ---------------------------------------------------------------------------
+
+/// An NDJSON file with lines that are not JSON records: each is one invalid
+/// record and the other lines run.
+struct BrokenLines {
+    name: &'static str,
+    bytes: Vec<u8>,
+    extra: &'static [&'static str],
+    /// `(line, index, what the error says)` of each invalid record.
+    invalid: &'static [(u64, u64, &'static str)],
+    /// The keys that run, sorted.
+    valid: &'static [&'static str],
+}
+
+fn broken_lines() -> Vec<BrokenLines> {
+    let (a, b, c) = (ndjson_task("a"), ndjson_task("b"), ndjson_task("c"));
+    let padded = r#"{"image_key": "img/big.jpg", "size": "200x200", "pad": ""#.to_owned()
+        + &"x".repeat(500)
+        + "\"}";
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    vec![
+        BrokenLines {
+            name: "broken_line.ndjson",
+            bytes: format!("{a}\n{b}\n{{\"image_key\": \"img/x.jpg\", \"size\":\n{c}\n")
+                .into_bytes(),
+            extra: &[],
+            invalid: &[(
+                3,
+                2,
+                "not JSON: the line ends where a value is expected at column 34",
+            )],
+            valid: &[
+                "img/a.jpg:200x200",
+                "img/b.jpg:200x200",
+                "img/c.jpg:200x200",
+            ],
+        },
+        BrokenLines {
+            name: "not_utf8.ndjson",
+            bytes: [
+                format!("{a}\n").as_bytes(),
+                b"{\"image_key\": \"img/\xff.jpg\", \"size\": \"200x200\"}\n",
+                format!("{b}\n").as_bytes(),
+            ]
+            .concat(),
+            extra: &[],
+            invalid: &[(2, 1, "not UTF-8: byte 0xFF at column 20")],
+            valid: &["img/a.jpg:200x200", "img/b.jpg:200x200"],
+        },
+        BrokenLines {
+            name: "too_long.ndjson",
+            bytes: format!("{a}\n{padded}\n{b}\n").into_bytes(),
+            extra: &["--max-record-bytes", "200"],
+            invalid: &[(2, 1, "longer than 200 bytes (max_record_bytes)")],
+            valid: &["img/a.jpg:200x200", "img/b.jpg:200x200"],
+        },
+        BrokenLines {
+            name: "nesting_bomb.ndjson",
+            bytes: format!(
+                "{a}\n{{\"image_key\": \"img/x.jpg\", \"size\": \"1x1\", \"x\": {deep}}}\n{b}\n"
+            )
+            .into_bytes(),
+            extra: &[],
+            invalid: &[(
+                2,
+                1,
+                "nests arrays/objects deeper than 64 levels at column 111",
+            )],
+            valid: &["img/a.jpg:200x200", "img/b.jpg:200x200"],
+        },
+        BrokenLines {
+            name: "first_line_broken.ndjson",
+            bytes: format!("garbage\n{a}\n").into_bytes(),
+            extra: &["--format", "ndjson"],
+            invalid: &[(1, 0, "not JSON: expected value at column 1")],
+            valid: &["img/a.jpg:200x200"],
+        },
+        BrokenLines {
+            name: "mixed.ndjson",
+            bytes: format!("{a}\n{{\"image_key\": \"img/b.jpg\", \"size\": \"0x0\"}}\n{{\n{c}\n")
+                .into_bytes(),
+            extra: &[],
+            invalid: &[
+                (2, 1, "field `size`"),
+                (
+                    3,
+                    2,
+                    "not JSON: the line ends inside an object (expected '}') at column 1",
+                ),
+            ],
+            valid: &["img/a.jpg:200x200", "img/c.jpg:200x200"],
+        },
+    ]
+}
+
+#[test]
+fn broken_ndjson_lines_are_invalid_records_and_the_rest_run() {
+    let dir = Sandbox::new();
+    for case in broken_lines() {
+        let name = case.name;
+        let path = dir.path().join(name);
+        std::fs::write(&path, &case.bytes).unwrap();
+        let report = dir.path().join(format!("{name}.report"));
+        let log = dir.path().join(format!("{name}.effects"));
+        let db = dir.path().join(format!("{name}.db"));
+        let mut args = vec![
+            "run",
+            "--tasks",
+            path_str(&path),
+            "--db",
+            path_str(&db),
+            "--latency-ms",
+            "0",
+            "--effects-log",
+            path_str(&log),
+            "--report",
+            path_str(&report),
+        ];
+        args.extend_from_slice(case.extra);
+        let o = dir.run(&args);
+        assert_no_panic(&o);
+        assert_eq!(o.code, Some(3), "{name}: {o:#?}");
+        let r = read_json(&report);
+        assert_report_shape(&r);
+        assert_report_consistent(&r);
+        assert_eq!(s(&r, "/status"), "completed", "{name}");
+        let n = case.invalid.len() as u64;
+        assert_eq!(u(&r, "/counts/invalid"), n, "{name}");
+        assert_eq!(
+            u(&r, "/counts/submitted"),
+            case.valid.len() as u64,
+            "{name}"
+        );
+        assert_eq!(
+            u(&r, "/counts/succeeded"),
+            case.valid.len() as u64,
+            "{name}"
+        );
+        let listed = r["invalid_tasks"].as_array().unwrap();
+        assert_eq!(listed.len() as u64, n, "{name}: {r:#}");
+        let warnings: Vec<&str> = o.stderr.lines().collect();
+        assert_eq!(warnings.len() as u64, n, "{name}: {o:#?}");
+        for ((item, warning), (line, index, says)) in listed.iter().zip(&warnings).zip(case.invalid)
+        {
+            assert_eq!(
+                (u(item, "/line"), u(item, "/index")),
+                (*line, *index),
+                "{name}: {item}"
+            );
+            assert!(
+                s(item, "/error").contains(says),
+                "{name}: {item} lacks {says:?}"
+            );
+            let at = format!("{}:{line}: invalid record skipped: ", path.display());
+            assert!(
+                warning.starts_with(&at) && warning.contains(says),
+                "{name}: {warning:?} should start with {at:?} and name {says:?}"
+            );
+        }
+        let mut done: Vec<String> = effects(&log).into_iter().map(|(k, _)| k).collect();
+        done.sort();
+        assert_eq!(done, case.valid, "{name}: the other lines ran, once each");
+    }
+}
+
+#[test]
+fn strict_fails_at_the_first_invalid_record_before_any_work() {
+    let dir = Sandbox::new();
+    let (a, b) = (ndjson_task("a"), ndjson_task("b"));
+    let after = "(strict: the first invalid record fails the run)";
+    let cases = [
+        (
+            "invalid_task.ndjson",
+            format!("{a}\n{{\"image_key\": \"img/x.jpg\", \"size\": \"0x0\"}}\n{b}\n"),
+            ":2: invalid task: field `size`: expected WxH",
+        ),
+        (
+            "broken_line.ndjson",
+            format!("{a}\n{{\"image_key\": \"img/x.jpg\", \"size\":\n{b}\n"),
+            ":2:34: invalid JSON: EOF while parsing a value",
+        ),
+        (
+            "invalid_task.json",
+            format!("[\n{a},\n[1],\n{b}\n]\n"),
+            ":3: invalid task: expected a JSON object for a task, got an array",
+        ),
+    ];
+    for (name, text, says) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let log = dir.path().join(format!("{name}.effects"));
+        let report = dir.path().join(format!("{name}.report"));
+        let o = dir.run(&[
+            "run",
+            "--tasks",
+            path_str(&path),
+            "--strict",
+            "--latency-ms",
+            "0",
+            "--effects-log",
+            path_str(&log),
+            "--report",
+            path_str(&report),
+        ]);
+        let line = assert_one_line_error(&o, 1);
+        let prefix = format!("error: {}{says}", path.display());
+        assert!(
+            line.starts_with(&prefix),
+            "{name}: {line:?} should start with {prefix:?}"
+        );
+        if says.contains("invalid task") {
+            assert!(line.ends_with(after), "{name}: {line}");
+        }
+        // The precheck refused the file: nothing ran, nothing was recorded.
+        assert!(!log.exists(), "{name}: work started");
+        assert!(!report.exists(), "{name}: a report was written");
+        assert!(
+            !dir.path().join("taskq.db").exists(),
+            "{name}: the engine started"
+        );
+    }
+    // A file without an invalid record runs as without --strict.
+    let path = dir.path().join("good.ndjson");
+    std::fs::write(&path, format!("{a}\n\n{b}\n")).unwrap();
+    let o = dir.run(&[
+        "run",
+        "--tasks",
+        path_str(&path),
+        "--strict",
+        "--no-db",
+        "--latency-ms",
+        "0",
+    ]);
+    assert_no_panic(&o);
+    assert_eq!(o.code, Some(0), "{o:#?}");
+    assert!(o.stdout.contains("2 succeeded"), "{o:#?}");
+}
+
+#[test]
+fn strict_on_stdin_stops_admission_at_the_first_invalid_record() {
+    let dir = Sandbox::new();
+    for (name, bad, says) in [
+        (
+            "invalid task",
+            r#"{"image_key": "img/c.jpg", "size": "0x0"}"#,
+            "<stdin>:3: invalid task: field `size`",
+        ),
+        (
+            "broken line",
+            r#"{"image_key": "img/c.jpg", "size": "200x200""#,
+            "<stdin>:3:44: invalid JSON: EOF while parsing an object",
+        ),
+    ] {
+        let input = [
+            ndjson_task("a"),
+            ndjson_task("b"),
+            bad.to_owned(),
+            ndjson_task("d"),
+        ]
+        .join("\n")
+            + "\n";
+        let report = dir.path().join("r.json");
+        let log = dir
+            .path()
+            .join(format!("{}.effects", name.replace(' ', "_")));
+        let o = outcome(
+            dir.cmd()
+                .args([
+                    "run",
+                    "--tasks",
+                    "-",
+                    "--strict",
+                    "--no-db",
+                    "--latency-ms",
+                    "0",
+                    "--effects-log",
+                    path_str(&log),
+                    "--report",
+                    path_str(&report),
+                ])
+                .write_stdin(input),
+        );
+        assert_no_panic(&o);
+        assert_eq!(o.code, Some(1), "{name}: {o:#?}");
+        assert!(
+            o.stdout.starts_with("Failed: 2 succeeded"),
+            "{name}: {o:#?}"
+        );
+        assert!(
+            o.stderr.starts_with(&format!("error: {says}")),
+            "{name}: {o:#?}"
+        );
+        let r = read_json(&report);
+        assert_report_consistent(&r);
+        assert_eq!(s(&r, "/status"), "failed", "{name}");
+        assert_eq!(r["errors"].as_array().unwrap().len(), 1, "{name}: {r:#}");
+        assert!(s(&r, "/errors/0").starts_with(says), "{name}: {r:#}");
+        // The tasks before the record ran; none after it was admitted.
+        assert_eq!(u(&r, "/counts/submitted"), 2, "{name}");
+        assert_eq!(u(&r, "/counts/invalid"), 0, "{name}");
+        let mut done: Vec<String> = effects(&log).into_iter().map(|(k, _)| k).collect();
+        done.sort();
+        assert_eq!(done, ["img/a.jpg:200x200", "img/b.jpg:200x200"], "{name}");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1148,19 +1446,57 @@ fn stdin_ndjson_and_json_are_read() {
 }
 
 #[test]
+fn stdin_broken_ndjson_line_is_one_invalid_record() {
+    let dir = Sandbox::new();
+    let report = dir.path().join("r.json");
+    let input = [
+        ndjson_task("a"),
+        r#"{"image_key": "img/c.jpg", "size": "200x200""#.to_owned(),
+        ndjson_task("d"),
+    ]
+    .join("\n")
+        + "\n";
+    let o = outcome(
+        dir.cmd()
+            .args([
+                "run",
+                "--tasks",
+                "-",
+                "--no-db",
+                "--latency-ms",
+                "0",
+                "--report",
+            ])
+            .arg(&report)
+            .write_stdin(input),
+    );
+    assert_no_panic(&o);
+    assert_eq!(o.code, Some(3), "{o:#?}");
+    assert_eq!(
+        o.stderr,
+        "<stdin>:2: invalid record skipped: not JSON: the line ends inside an object \
+         (expected '}') at column 44\n"
+    );
+    let r = read_json(&report);
+    assert_eq!(s(&r, "/status"), "completed");
+    assert_eq!(u(&r, "/counts/invalid"), 1);
+    assert_eq!(u(&r, "/counts/succeeded"), 2);
+}
+
+#[test]
 fn stdin_bad_record_stops_admission_there_and_fails_the_run() {
     let dir = Sandbox::new();
     let report = dir.path().join("r.json");
     let log = dir.path().join("effects.log");
-    let input = [
+    // A JSON array that breaks: there is no next record to go on at.
+    let input = format!(
+        "[\n{},\n{},\n{},\n{},\n{}\n]\n",
         ndjson_task("a"),
         ndjson_task("b"),
-        r#"{"image_key": "img/c.jpg", "size": "200x200""#.to_owned(),
+        r#"{"image_key": "img/c.jpg" "size": "200x200"}"#,
         ndjson_task("d"),
         ndjson_task("e"),
-    ]
-    .join("\n")
-        + "\n";
+    );
     let o = outcome(
         dir.cmd()
             .args([
@@ -1180,7 +1516,7 @@ fn stdin_bad_record_stops_admission_there_and_fails_the_run() {
     assert_eq!(o.code, Some(1), "{o:#?}");
     assert!(o.stdout.starts_with("Failed: 2 succeeded"), "{o:#?}");
     assert!(o.stdout.contains("1 error(s)"), "{o:#?}");
-    assert!(o.stderr.starts_with("error: <stdin>:3:"), "{o:#?}");
+    assert!(o.stderr.starts_with("error: <stdin>:4:27: "), "{o:#?}");
     let r = read_json(&report);
     assert_report_shape(&r);
     assert_report_consistent(&r);
@@ -1188,8 +1524,7 @@ fn stdin_bad_record_stops_admission_there_and_fails_the_run() {
     let errors = r["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{r:#}");
     let error = errors[0].as_str().unwrap();
-    assert!(error.starts_with("<stdin>:3:"), "{error}");
-    assert!(error.contains("invalid JSON"), "{error}");
+    assert_eq!(error, "<stdin>:4:27: invalid JSON: expected `,` or `}`");
     // The tasks before the bad record ran; none after it was admitted.
     assert_eq!(u(&r, "/counts/submitted"), 2);
     assert_eq!(u(&r, "/counts/succeeded"), 2);
@@ -1224,7 +1559,7 @@ fn stdin_that_is_not_a_task_file_fails() {
 
 fn stdin_failure_is_reported_on_stderr() {
     let dir = Sandbox::new();
-    let input = format!("{}\n{{\"image_key\": \n", ndjson_task("a"));
+    let input = format!("[{},\n{{\"image_key\": }}]\n", ndjson_task("a"));
     let o = outcome(
         dir.cmd()
             .args(["run", "--tasks", "-", "--latency-ms", "0", "--report", "-"])
@@ -1635,6 +1970,7 @@ fn help_mentions_the_commands_and_every_flag() {
         "--report",
         "--no-progress",
         "--max-record-bytes",
+        "--strict",
         "--processor",
         "--latency-ms",
         "--jitter-ms",

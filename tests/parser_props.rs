@@ -4,6 +4,11 @@
 //! value as exactly one record, valid tasks round-trip with their line numbers in
 //! both formats, and how the bytes are chunked never changes the result.
 //!
+//! NDJSON resyncs at each newline: read as NDJSON, any bytes give exactly one
+//! record per non-blank line, on that line, and never an error; what a line
+//! gives does not depend on the other lines. Read strictly, any input gives the
+//! same items up to its first invalid record, which becomes the one error.
+//!
 //! The case count is kept modest (`CASES`) so the file runs in a few seconds; set
 //! `PROPTEST_CASES` to run more.
 #![cfg(not(feature = "loom"))]
@@ -204,12 +209,16 @@ fn options() -> impl Strategy<Value = ReaderOptions> {
             1 => 0usize..=8,
             1 => 100usize..=200,
         ],
+        prop::bool::weighted(0.25),
     )
-        .prop_map(|(format, max_record_bytes, max_depth)| ReaderOptions {
-            format,
-            max_record_bytes,
-            max_depth,
-        })
+        .prop_map(
+            |(format, max_record_bytes, max_depth, strict)| ReaderOptions {
+                format,
+                max_record_bytes,
+                max_depth,
+                strict,
+            },
+        )
 }
 
 /// Bytes that matter to a JSON scanner, and their neighbours.
@@ -583,6 +592,7 @@ proptest! {
             format,
             max_record_bytes: text.len().max(1),
             max_depth: 6,
+            strict: false,
         };
         prop_assert_eq!(read_bytes(text.as_bytes(), options), expected);
     }
@@ -793,6 +803,100 @@ proptest! {
         let is_read_error = last.starts_with("error: input:") && last.contains(": read error: disk on fire");
         let is_same_as_whole = whole.get(before.len()) == Some(last);
         prop_assert!(is_read_error || is_same_as_whole, "last item {:?}, whole {:?}", last, whole);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// (e) NDJSON resync and strict reading
+// ---------------------------------------------------------------------------
+
+/// Whether an NDJSON line holds nothing but whitespace (what the reader skips
+/// between records: space, tab, CR).
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+/// The 1-based numbers of the non-blank lines of `bytes`.
+fn non_blank_lines(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !is_blank(line))
+        .map(|(i, _)| i as u64 + 1)
+        .collect()
+}
+
+/// `bytes` with every non-blank line but line `keep` (1-based) replaced by
+/// `{}`, an invalid task that takes one record's place.
+fn only_line(bytes: &[u8], keep: u64) -> Vec<u8> {
+    let lines: Vec<&[u8]> = bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| match i as u64 + 1 == keep || is_blank(line) {
+            true => line,
+            false => &b"{}"[..],
+        })
+        .collect();
+    lines.join(&b'\n')
+}
+
+/// The line of a [`describe`]d record (`"7 #3 ..."`).
+fn record_line(item: &str) -> u64 {
+    item.split(' ')
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("not a record: {item}"))
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Read as NDJSON, any bytes give one record per non-blank line, on that
+    /// line and in order, and never an error: a line that is not a JSON record
+    /// is an invalid record, and the reader goes on at the next newline.
+    #[test]
+    fn ndjson_gives_one_record_per_non_blank_line_and_no_error(
+        bytes in any_input(),
+        options in options(),
+    ) {
+        let options = ReaderOptions { format: InputFormat::Ndjson, strict: false, ..options };
+        let items = read_bytes(&bytes, options);
+        let lines = non_blank_lines(&bytes);
+        prop_assert_eq!(items.len(), lines.len(), "{:?}", items);
+        for (index, (item, line)) in items.iter().zip(&lines).enumerate() {
+            let prefix = format!("{line} #{index} ");
+            prop_assert!(item.starts_with(&prefix), "{} should start with {}", item, prefix);
+        }
+    }
+
+    /// What an NDJSON line gives does not depend on the other lines: with every
+    /// other non-blank line replaced by another record, it gives the same item.
+    #[test]
+    fn an_ndjson_line_is_read_alone(bytes in any_input(), options in options()) {
+        let options = ReaderOptions { format: InputFormat::Ndjson, strict: false, ..options };
+        let items = read_bytes(&bytes, options);
+        for (index, line) in non_blank_lines(&bytes).into_iter().enumerate() {
+            let alone = read_bytes(&only_line(&bytes, line), options);
+            prop_assert_eq!(&alone[index], &items[index], "line {}", line);
+        }
+    }
+
+    /// Read strictly, any input gives the same items as read leniently up to
+    /// the first invalid record; that record is the one error, on its line,
+    /// and nothing follows it. Without an invalid record, both are the same.
+    #[test]
+    fn strict_ends_at_the_first_invalid_record(bytes in any_input(), options in options()) {
+        let lenient = read_bytes(&bytes, ReaderOptions { strict: false, ..options });
+        let strict = read_bytes(&bytes, ReaderOptions { strict: true, ..options });
+        match lenient.iter().position(|item| item.contains(" invalid: ")) {
+            None => prop_assert_eq!(strict, lenient),
+            Some(first) => {
+                prop_assert_eq!(strict.len(), first + 1, "{:?}", strict);
+                prop_assert_eq!(&strict[..first], &lenient[..first]);
+                let at = format!("error: input:{}:", record_line(&lenient[first]));
+                prop_assert!(strict[first].starts_with(&at), "{} should start with {}", strict[first], at);
+            }
+        }
     }
 }
 

@@ -1,7 +1,10 @@
-//! Arbitrary bytes through the streaming task reader, in every format and with
-//! default and tight limits. It must never panic, must yield records, then at
-//! most one error, then `None` for good, and must give the same items whether it
-//! reads the bytes in one piece or one byte per `read`.
+//! Arbitrary bytes through the streaming task reader, in every format, with
+//! default and tight limits, leniently and strictly. It must never panic, must
+//! yield records, then at most one error, then `None` for good, and must give
+//! the same items whether it reads the bytes in one piece or one byte per
+//! `read`. Read as NDJSON it resyncs at each newline: one record per non-blank
+//! line, on that line, and no error. Read strictly it gives the lenient items
+//! up to the first invalid record, which becomes the one error, on its line.
 #![no_main]
 
 use std::io::{self, BufReader, Read};
@@ -56,6 +59,26 @@ impl Read for OneByte<'_> {
     }
 }
 
+/// The 1-based numbers of the lines of `data` that hold more than whitespace
+/// (space, tab, CR).
+fn non_blank_lines(data: &[u8]) -> Vec<u64> {
+    data.split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')))
+        .map(|(i, _)| i as u64 + 1)
+        .collect()
+}
+
+/// Reads `data` whole and one byte per `read`, checks both agree, returns the items.
+fn read_both(data: &[u8], options: ReaderOptions) -> Vec<String> {
+    let whole = read_all(data, data.len(), options);
+    let one_byte = read_all(BufReader::new(OneByte(data)), data.len(), options);
+    if whole != one_byte {
+        panic!("chunking changed the result:\n  whole:    {whole:?}\n  one byte: {one_byte:?}");
+    }
+    whole
+}
+
 fuzz_target!(|data: &[u8]| {
     for format in [InputFormat::Auto, InputFormat::Json, InputFormat::Ndjson] {
         for (max_record_bytes, max_depth) in [(1 << 20, 64), (64, 64), (1 << 20, 3), (16, 2)] {
@@ -63,13 +86,44 @@ fuzz_target!(|data: &[u8]| {
                 format,
                 max_record_bytes,
                 max_depth,
+                strict: false,
             };
-            let whole = read_all(data, data.len(), options);
-            let one_byte = read_all(BufReader::new(OneByte(data)), data.len(), options);
-            if whole != one_byte {
-                panic!(
-                    "chunking changed the result:\n  whole:    {whole:?}\n  one byte: {one_byte:?}"
+            let lenient = read_both(data, options);
+            let strict = read_both(
+                data,
+                ReaderOptions {
+                    strict: true,
+                    ..options
+                },
+            );
+            if format == InputFormat::Ndjson {
+                let lines = non_blank_lines(data);
+                assert_eq!(
+                    lenient.len(),
+                    lines.len(),
+                    "one record per non-blank line: {lenient:?}"
                 );
+                for (index, (item, line)) in lenient.iter().zip(&lines).enumerate() {
+                    let prefix = format!("{line} #{index} ");
+                    assert!(
+                        item.starts_with(&prefix),
+                        "{item:?} should start with {prefix:?}"
+                    );
+                }
+            }
+            match lenient.iter().position(|item| item.contains(" invalid: ")) {
+                None => assert_eq!(strict, lenient, "strict differs without an invalid record"),
+                Some(first) => {
+                    assert_eq!(strict.len(), first + 1, "strict goes on: {strict:?}");
+                    assert_eq!(strict[..first], lenient[..first]);
+                    let line = lenient[first].split(' ').next().unwrap_or_default();
+                    let at = format!("error: fuzz:{line}:");
+                    assert!(
+                        strict[first].starts_with(&at),
+                        "{:?} should start with {at:?}",
+                        strict[first]
+                    );
+                }
             }
         }
     }
