@@ -1953,43 +1953,20 @@ fn help_mentions_the_commands_and_every_flag() {
     let dir = Sandbox::new();
     let o = dir.run(&["--help"]);
     assert_eq!(o.code, Some(0), "{o:#?}");
-    for word in ["run", "generate", "--help", "--version"] {
+    for word in [
+        "run",
+        "generate",
+        "dlq",
+        "seed-images",
+        "bench",
+        "--help",
+        "--version",
+    ] {
         assert!(o.stdout.contains(word), "taskq --help lacks {word}");
     }
 
     let o = dir.run(&["run", "--help"]);
     assert_eq!(o.code, Some(0), "{o:#?}");
-    for flag in [
-        "--tasks",
-        "--format",
-        "--workers",
-        "--capacity",
-        "--admission",
-        "--producers",
-        "--pin",
-        "--report",
-        "--no-progress",
-        "--max-record-bytes",
-        "--strict",
-        "--processor",
-        "--latency-ms",
-        "--jitter-ms",
-        "--transient-rate",
-        "--permanent-rate",
-        "--seed",
-        "--effects-log",
-        "--db",
-        "--no-db",
-        "--durability",
-        "--batch-size",
-        "--max-retries",
-        "--backoff-base-ms",
-        "--task-timeout-ms",
-        "--shutdown-timeout",
-        "--panic-class",
-    ] {
-        assert!(o.stdout.contains(flag), "taskq run --help lacks {flag}");
-    }
     for value in ["block", "reject", "simulated", "noop", "cpu", "ndjson"] {
         assert!(o.stdout.contains(value), "taskq run --help lacks {value}");
     }
@@ -2015,4 +1992,94 @@ fn help_has_no_rustdoc_link_syntax() {
     let o = dir.run(&["run", "--help"]);
     assert_eq!(o.code, Some(0));
     assert!(!o.stdout.contains("](crate::"), "{}", o.stdout);
+}
+
+/// The long flags a `--help` text lists (`--help` itself aside).
+fn help_flags(help: &str) -> std::collections::BTreeSet<String> {
+    help.lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            // `-h, --help`: a short flag first.
+            let b = l.as_bytes();
+            let l = if b.len() > 4 && b[0] == b'-' && b[1] != b'-' && b[2] == b',' {
+                l[3..].trim_start()
+            } else {
+                l
+            };
+            l.strip_prefix("--").map(|r| {
+                let name: String = r
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
+                format!("--{name}")
+            })
+        })
+        .filter(|f| f != "--help")
+        .collect()
+}
+
+/// The long flags in the README's synopsis lines that start with `command`
+/// (and their continuation lines), inside the code block under `heading`.
+fn readme_flags(heading: &str, command: &str) -> std::collections::BTreeSet<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .unwrap_or_else(|| panic!("README has no section {heading:?}"));
+    let block = section
+        .split("```")
+        .nth(1)
+        .unwrap_or_else(|| panic!("README section {heading:?} has no code block"));
+    let mut flags = std::collections::BTreeSet::new();
+    let mut inside = false;
+    for line in block.lines() {
+        if line.starts_with("taskq ") {
+            inside = line.starts_with(command);
+        }
+        if !inside {
+            continue;
+        }
+        for (i, _) in line.match_indices("--") {
+            let name: String = line[i + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            flags.insert(format!("--{name}"));
+        }
+    }
+    assert!(!flags.is_empty(), "README has no synopsis of {command:?}");
+    flags
+}
+
+/// The README's synopses and the commands' `--help` list the same flags,
+/// both ways, so neither can drift from the other.
+#[test]
+fn readme_synopses_list_exactly_the_flags_of_help() {
+    let dir = Sandbox::new();
+    for (heading, args) in [
+        ("`taskq run`", &["run"][..]),
+        (
+            "Failures, retries and the dead-letter queue",
+            &["dlq", "list"][..],
+        ),
+        (
+            "Failures, retries and the dead-letter queue",
+            &["dlq", "purge"][..],
+        ),
+    ] {
+        let mut help_args = args.to_vec();
+        help_args.push("--help");
+        let o = dir.run(&help_args);
+        assert_eq!(o.code, Some(0), "{o:#?}");
+        let help = help_flags(&o.stdout);
+        let readme = readme_flags(heading, &format!("taskq {}", args.join(" ")));
+        let missing: Vec<_> = help.difference(&readme).collect();
+        let extra: Vec<_> = readme.difference(&help).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "taskq {}: README synopsis lacks {missing:?}; README lists {extra:?} that --help does not",
+            args.join(" ")
+        );
+    }
 }
