@@ -40,13 +40,11 @@ fn run() -> anyhow::Result<ExitCode> {
             let config = args.to_config()?;
             if let Some(p) = args.report.as_deref().filter(|p| p.as_os_str() != "-") {
                 // Fail before any work starts, not after it, if the report cannot be written.
-                let dir = p
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                let (tmp, _) = tempfile_in(dir, p)
-                    .with_context(|| format!("cannot write report {}", p.display()))?;
-                let _ = std::fs::remove_file(tmp);
+                // The temporary file is removed when dropped.
+                drop(
+                    report_tempfile(p)
+                        .with_context(|| format!("cannot write report {}", p.display()))?,
+                );
             }
             let interrupt = taskq::runner::Interrupt::new();
             watch_signals(interrupt.clone())?;
@@ -216,34 +214,37 @@ fn emit(report: &Report, path: Option<&Path>) -> anyhow::Result<()> {
 
 /// Writes the report through a temporary file renamed into place, readable by
 /// its owner only, so that a reader never sees half a report.
+///
+/// The temporary file has a random name and is created with `O_EXCL` (so a
+/// link planted in the directory is never followed), and the rename replaces
+/// whatever is at `path` (a link there is replaced, not followed).
 fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
     let context = || format!("cannot write report {}", path.display());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile_in(dir, path).with_context(context)?;
-    tmp.1
-        .write_all(report.to_json().as_bytes())
-        .and_then(|()| tmp.1.write_all(b"\n"))
-        .and_then(|()| tmp.1.sync_all())
+    let mut tmp = report_tempfile(path).with_context(context)?;
+    let file = tmp.as_file_mut();
+    file.write_all(report.to_json().as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
         .with_context(context)?;
-    std::fs::rename(&tmp.0, path).with_context(context)?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(context)?;
     Ok(())
 }
 
-fn tempfile_in(dir: &Path, target: &Path) -> std::io::Result<(std::path::PathBuf, File)> {
+/// A new temporary file beside the report `target` (mode 0600 on Unix:
+/// `tempfile`'s default), removed when dropped unless persisted.
+fn report_tempfile(target: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "report".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    Ok((tmp.clone(), options.open(&tmp)?))
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
 }

@@ -1441,6 +1441,72 @@ fn closed_stdout_does_not_panic() {
 }
 
 // ---------------------------------------------------------------------------
+// Logs and the report file
+// ---------------------------------------------------------------------------
+
+/// The report goes through a temporary file: a link planted at any name in
+/// its directory (the temporary file's old, predictable name
+/// `.<report>.<pid>.tmp`, or the report's own name) is never followed, and
+/// the files it points to stay untouched.
+#[cfg(unix)]
+#[test]
+fn the_report_never_follows_a_planted_link() {
+    use std::io::Write;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = Sandbox::new();
+    let victim = dir.path().join("victim");
+    let victim_too = dir.path().join("victim-too");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::write(&victim_too, b"precious too").unwrap();
+    let report = dir.path().join("r.json");
+    symlink(&victim_too, &report).unwrap();
+    // Standard input keeps the run open while the link is planted.
+    let mut child = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .args(["run", "--tasks", "-", "--latency-ms", "0", "--report"])
+        .arg(&report)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let predictable = dir.path().join(format!(".r.json.{}.tmp", child.id()));
+    // The start-up check may hold that name for a moment: plant once it is free.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = symlink(&victim, &predictable) {
+        assert!(std::time::Instant::now() < deadline, "cannot plant: {e}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..5 {
+        writeln!(stdin, "{}", ndjson_task(&format!("link{i}"))).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(std::fs::read(&victim_too).unwrap(), b"precious too");
+    let meta = std::fs::symlink_metadata(&report).unwrap();
+    assert!(meta.is_file(), "the link at the report's name is replaced");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(u(&read_json(&report), "/counts/succeeded"), 5);
+    // No temporary file is left behind; the planted link is left alone.
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    let planted = predictable
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(left, vec![planted], "{left:?}");
+}
+
+// ---------------------------------------------------------------------------
 // taskq generate
 // ---------------------------------------------------------------------------
 

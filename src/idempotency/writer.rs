@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
@@ -163,15 +163,7 @@ fn save_unsaved(settings: &WriterSettings, report: &mut WriterReport, batch: &[P
         text.push('\n');
     }
     let path = &settings.recovery_path;
-    let mut options = OpenOptions::new();
-    options.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = options
-        .open(path)
+    let written = open_recovery(path)
         .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()));
     report.unsaved += batch.len() as u64;
     match written {
@@ -187,5 +179,94 @@ fn save_unsaved(settings: &WriterSettings, report: &mut WriterReport, batch: &[P
                 None => msg,
             });
         }
+    }
+}
+
+/// Opens the recovery file for appending, creating it readable by its owner
+/// only. Its name is predictable (`<db>.unsaved.ndjson`), so a symbolic link
+/// there is not followed (`O_NOFOLLOW`: whoever planted it does not choose
+/// where the records go), and anything but a regular file is refused.
+fn open_recovery(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return std::io::Error::other("it is a symbolic link, which is not followed");
+        }
+        e
+    })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    Ok(file)
+}
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+
+    fn batch() -> Vec<Pending> {
+        let task = crate::Task::new("img/1.jpg", "1x1".parse().unwrap()).unwrap();
+        vec![Pending {
+            record: TaskRecord {
+                task,
+                status: RecordStatus::Succeeded,
+                finished_at: 1,
+                output_key: None,
+            },
+            dead: None,
+            ack: None,
+        }]
+    }
+
+    fn settings(recovery_path: PathBuf) -> WriterSettings {
+        WriterSettings {
+            linger: Duration::from_millis(1),
+            cache_capacity: 1,
+            recovery_path,
+        }
+    }
+
+    #[test]
+    fn unsaved_records_are_appended_to_a_private_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db.unsaved.ndjson");
+        let mut report = WriterReport::default();
+        save_unsaved(&settings(path.clone()), &mut report, &batch());
+        save_unsaved(&settings(path.clone()), &mut report, &batch());
+        assert_eq!(report.error, None);
+        assert_eq!(report.unsaved, 2);
+        assert_eq!(report.recovery_file, Some(path.display().to_string()));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_at_the_recovery_path_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("t.db.unsaved.ndjson");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let mut report = WriterReport::default();
+        save_unsaved(&settings(path.clone()), &mut report, &batch());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(report.recovery_file, None);
+        let error = report.error.unwrap();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(error.contains("symbolic link"), "{error}");
     }
 }
