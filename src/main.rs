@@ -84,7 +84,8 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::SeedImages(args) => {
             let options = args.to_options();
             options.validate()?;
-            let store = taskq::object_store::LocalStore::create(&args.store)?;
+            let mut store = taskq::object_store::LocalStore::create(&args.store)?;
+            store.lock()?;
             let s = taskq::samples::seed_images(&store, &options)?;
             writeln!(
                 std::io::stdout().lock(),
