@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use taskq::cli::{Cli, Command, DlqCommand};
+use taskq::cli::{Cli, Command, DlqCommand, LogFormat};
 use taskq::dlq::Selection;
 use taskq::{Report, RunStatus};
 
@@ -35,6 +35,7 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    init_logging(cli.log_format)?;
     match cli.command {
         Command::Run(args) => {
             let config = args.to_config()?;
@@ -147,6 +148,36 @@ fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(taskq::runner::exit_code(&report)))
         }
     }
+}
+
+/// Installs the log subscriber: events on stderr, filtered by `RUST_LOG`
+/// (default `warn`), as text or JSON lines.
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let directives = if directives.trim().is_empty() {
+        "warn"
+    } else {
+        directives.as_str()
+    };
+    let filter = EnvFilter::builder().parse(directives).map_err(|e| {
+        anyhow::anyhow!("invalid RUST_LOG {directives:?}: {e} (expected e.g. taskq=debug)")
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
 }
 
 /// First SIGINT/SIGTERM: stop admitting, drain, report (exit 130/143). A second

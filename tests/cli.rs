@@ -1444,6 +1444,132 @@ fn closed_stdout_does_not_panic() {
 // Logs and the report file
 // ---------------------------------------------------------------------------
 
+/// A run of 1000 tasks with injected transient and permanent failures, into
+/// its own database.
+fn failing_run(dir: &Sandbox, db: &str, report: &str) -> Command {
+    let mut cmd = dir.cmd();
+    cmd.args([
+        "run",
+        "--tasks",
+        "examples/tasks_1000.json",
+        "--latency-ms",
+        "0",
+        "--transient-rate",
+        "0.3",
+        "--permanent-rate",
+        "0.05",
+        "--backoff-base-ms",
+        "1",
+        "--backoff-max-ms",
+        "5",
+        "--db",
+        db,
+        "--report",
+        report,
+    ]);
+    cmd
+}
+
+#[test]
+fn rust_log_prints_task_events_on_stderr_as_text_or_json_lines() {
+    let dir = Sandbox::new();
+
+    // Default: warnings only, so nothing about single tasks.
+    let o = outcome(&mut failing_run(&dir, "quiet.db", "quiet.json"));
+    assert_no_panic(&o);
+    assert_eq!(o.code, Some(3), "{o:#?}");
+    assert!(!o.stderr.contains("DEBUG"), "{o:#?}");
+    assert!(!o.stderr.contains("task_id"), "{o:#?}");
+
+    // RUST_LOG=taskq=debug: retries and dead letters, named, on stderr.
+    let o = outcome(failing_run(&dir, "text.db", "text.json").env("RUST_LOG", "taskq=debug"));
+    assert_no_panic(&o);
+    assert_eq!(o.code, Some(3), "{o:#?}");
+    assert!(o.stdout.starts_with("Completed:"), "logs stay off stdout");
+    for needle in [
+        " DEBUG ",
+        "outcome=\"retry_scheduled\"",
+        "outcome=\"dead_lettered\"",
+        "task_id=",
+        "idempotency_key=img/",
+        "attempt=",
+        "class=permanent",
+        "kind=bad_source",
+        "delay_ms=",
+    ] {
+        assert!(o.stderr.contains(needle), "no {needle:?} in {}", o.stderr);
+    }
+    // Successes are `trace`, not `debug`.
+    assert!(!o.stderr.contains("outcome=\"succeeded\""));
+
+    // --log-format json (a global flag, before or after the subcommand): one
+    // JSON object per line, the fields at the top level.
+    let o = outcome(
+        failing_run(&dir, "json.db", "json.json")
+            .arg("--log-format")
+            .arg("json")
+            .env("RUST_LOG", "taskq=debug"),
+    );
+    assert_no_panic(&o);
+    assert_eq!(o.code, Some(3), "{o:#?}");
+    let r = read_json(&dir.path().join("json.json"));
+    let mut by_outcome = std::collections::HashMap::<String, u64>::new();
+    for line in o.stderr.lines() {
+        let e: Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}"));
+        assert!(e.is_object(), "{line}");
+        assert_eq!(e["level"], "DEBUG", "{line}");
+        let Some(kind) = e["outcome"].as_str() else {
+            continue;
+        };
+        assert!(e["task_id"].is_string(), "{line}");
+        assert!(s(&e, "/idempotency_key").starts_with("img/"), "{line}");
+        assert!(u(&e, "/attempt") >= 1, "{line}");
+        assert!(
+            ["transient", "permanent"].contains(&s(&e, "/class")),
+            "{line}"
+        );
+        assert!(!s(&e, "/kind").is_empty(), "{line}");
+        if kind == "retry_scheduled" {
+            u(&e, "/delay_ms");
+        }
+        *by_outcome.entry(kind.to_owned()).or_default() += 1;
+    }
+    // One event per retry and per dead letter: the report's own counts.
+    assert_eq!(by_outcome["retry_scheduled"], u(&r, "/counts/retried"));
+    assert_eq!(by_outcome["dead_lettered"], u(&r, "/counts/dead_lettered"));
+    assert_eq!(by_outcome.len(), 2, "{by_outcome:?}");
+
+    // `trace` adds one event per success.
+    let o = outcome(
+        dir.cmd()
+            .args(["--log-format", "json", "run", "--db", "trace.db"])
+            .args(["--tasks", "examples/sample_tasks_small.json"])
+            .args(["--latency-ms", "0"])
+            .env("RUST_LOG", "taskq=trace"),
+    );
+    assert_eq!(o.code, Some(0), "{o:#?}");
+    let succeeded = o
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["outcome"] == "succeeded")
+        .count();
+    assert_eq!(succeeded, 5, "{}", o.stderr);
+
+    // A bad RUST_LOG is named, not ignored.
+    let o = outcome(
+        dir.cmd()
+            .args(["run", "--tasks", "examples/sample_tasks_small.json"])
+            .env("RUST_LOG", "taskq=loud"),
+    );
+    let line = assert_one_line_error(&o, 1);
+    assert!(
+        line.starts_with("error: invalid RUST_LOG \"taskq=loud\""),
+        "{line}"
+    );
+}
+
 /// The report goes through a temporary file: a link planted at any name in
 /// its directory (the temporary file's old, predictable name
 /// `.<report>.<pid>.tmp`, or the report's own name) is never followed, and
