@@ -19,9 +19,24 @@ use crate::runner::{ProcessorKind, RunConfig};
 #[derive(Debug, Parser)]
 #[command(name = "taskq", version, about, long_about = None)]
 pub struct Cli {
+    /// Log events on stderr as text, or as JSON lines (one object per event,
+    /// for log shippers). Which events: RUST_LOG (default `warn`; task-level
+    /// events with `RUST_LOG=taskq=debug`, or `trace` for every task).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log events are written to stderr (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, the event's fields at its top level.
+    Json,
 }
 
 /// The subcommands.

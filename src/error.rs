@@ -19,6 +19,14 @@ pub enum Error {
     /// The idempotency store could not be opened, read or written.
     #[error(transparent)]
     Store(#[from] crate::idempotency::StoreError),
+    /// Another process holds the object store's lock: one run per store.
+    #[error("store {} is in use by {holder} (another taskq run); wait for it to finish", root.display())]
+    StoreInUse {
+        /// The store's root directory.
+        root: std::path::PathBuf,
+        /// Who holds it: `pid N`, or `another process` when its id cannot be read.
+        holder: String,
+    },
     /// A file or thread could not be opened, written or started.
     #[error("{context}: {cause}")]
     Io {

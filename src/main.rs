@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use taskq::cli::{Cli, Command, DlqCommand};
+use taskq::cli::{Cli, Command, DlqCommand, LogFormat};
 use taskq::dlq::Selection;
 use taskq::runner::ProcessorKind;
 use taskq::{Report, RunStatus};
@@ -36,18 +36,17 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    init_logging(cli.log_format)?;
     match cli.command {
         Command::Run(args) => {
             let config = args.to_config()?;
             if let Some(p) = args.report.as_deref().filter(|p| p.as_os_str() != "-") {
                 // Fail before any work starts, not after it, if the report cannot be written.
-                let dir = p
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                let (tmp, _) = tempfile_in(dir, p)
-                    .with_context(|| format!("cannot write report {}", p.display()))?;
-                let _ = std::fs::remove_file(tmp);
+                // The temporary file is removed when dropped.
+                drop(
+                    report_tempfile(p)
+                        .with_context(|| format!("cannot write report {}", p.display()))?,
+                );
             }
             let interrupt = taskq::runner::Interrupt::new();
             watch_signals(interrupt.clone())?;
@@ -87,7 +86,8 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::SeedImages(args) => {
             let options = args.to_options();
             options.validate()?;
-            let store = taskq::object_store::LocalStore::create(&args.store)?;
+            let mut store = taskq::object_store::LocalStore::create(&args.store)?;
+            store.lock()?;
             let s = taskq::samples::seed_images(&store, &options)?;
             writeln!(
                 std::io::stdout().lock(),
@@ -228,6 +228,36 @@ fn retry_kind(
     Ok(Some(kind))
 }
 
+/// Installs the log subscriber: events on stderr, filtered by `RUST_LOG`
+/// (default `warn`), as text or JSON lines.
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let directives = if directives.trim().is_empty() {
+        "warn"
+    } else {
+        directives.as_str()
+    };
+    let filter = EnvFilter::builder().parse(directives).map_err(|e| {
+        anyhow::anyhow!("invalid RUST_LOG {directives:?}: {e} (expected e.g. taskq=debug)")
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+}
+
 /// First SIGINT/SIGTERM: stop admitting, drain, report (exit 130/143). A second
 /// one: exit at once. SQLite stays consistent either way: every batch is one
 /// transaction in a WAL file, so an interrupted commit is simply not there.
@@ -299,34 +329,37 @@ fn emit(report: &Report, path: Option<&Path>) -> anyhow::Result<()> {
 
 /// Writes the report through a temporary file renamed into place, readable by
 /// its owner only, so that a reader never sees half a report.
+///
+/// The temporary file has a random name and is created with `O_EXCL` (so a
+/// link planted in the directory is never followed), and the rename replaces
+/// whatever is at `path` (a link there is replaced, not followed).
 fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
     let context = || format!("cannot write report {}", path.display());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile_in(dir, path).with_context(context)?;
-    tmp.1
-        .write_all(report.to_json().as_bytes())
-        .and_then(|()| tmp.1.write_all(b"\n"))
-        .and_then(|()| tmp.1.sync_all())
+    let mut tmp = report_tempfile(path).with_context(context)?;
+    let file = tmp.as_file_mut();
+    file.write_all(report.to_json().as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
         .with_context(context)?;
-    std::fs::rename(&tmp.0, path).with_context(context)?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(context)?;
     Ok(())
 }
 
-fn tempfile_in(dir: &Path, target: &Path) -> std::io::Result<(std::path::PathBuf, File)> {
+/// A new temporary file beside the report `target` (mode 0600 on Unix:
+/// `tempfile`'s default), removed when dropped unless persisted.
+fn report_tempfile(target: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "report".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    Ok((tmp.clone(), options.open(&tmp)?))
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
 }

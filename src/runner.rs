@@ -212,12 +212,14 @@ impl RunConfig {
 }
 
 /// The processor `config` asks for. The thumbnail processor's store is
-/// opened and swept of temporary files left by interrupted writes.
+/// opened, locked for as long as the processor lives (one run per store), and
+/// swept of temporary files left by interrupted writes.
 ///
 /// # Errors
 ///
-/// [`Error::Config`] for bad processor settings, [`Error::Io`] when the
-/// effects log or the object store cannot be opened.
+/// [`Error::Config`] for bad processor settings, [`Error::StoreInUse`] when
+/// another run holds the object store, [`Error::Io`] when the effects log or
+/// the object store cannot be opened.
 pub fn build_processor(config: &RunConfig) -> Result<Arc<dyn Processor>, Error> {
     Ok(match config.processor {
         ProcessorKind::Simulated => Arc::new(Simulated::new(config.simulated.clone())?),
@@ -228,7 +230,10 @@ pub fn build_processor(config: &RunConfig) -> Result<Arc<dyn Processor>, Error> 
                 .object_store
                 .as_deref()
                 .ok_or_else(|| Error::config("store", "the thumbnail processor needs --store"))?;
-            let store = LocalStore::open(root)?;
+            let mut store = LocalStore::open(root)?;
+            // One run per store, held as long as the processor: the sweep
+            // below would otherwise delete another run's writes in progress.
+            store.lock()?;
             // Temporary files of writes a crash interrupted: no key names them.
             let swept = store.sweep_temp(VARIANTS_PREFIX).map_err(|e| {
                 Error::io(
@@ -252,7 +257,8 @@ fn seed_if_needed(config: &RunConfig) -> Result<(), Error> {
     };
     match config.seed_images {
         Some(n) if !config.tasks.exists() => {
-            let store = LocalStore::create(root)?;
+            let mut store = LocalStore::create(root)?;
+            store.lock()?;
             seed_images(&store, &SampleOptions::new(n))?;
         }
         // A missing root is named as such, not as a missing task file in it.

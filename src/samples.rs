@@ -105,7 +105,11 @@ pub struct SampleSummary {
 /// assert_eq!(sample_key(4), "img/000004.png");
 /// ```
 pub fn sample_key(index: u64) -> String {
-    let ext = if index % 4 == 0 { "png" } else { "jpg" };
+    let ext = if index.is_multiple_of(4) {
+        "png"
+    } else {
+        "jpg"
+    };
     format!("img/{index:06}.{ext}")
 }
 

@@ -1776,6 +1776,198 @@ fn closed_stdout_does_not_panic() {
 }
 
 // ---------------------------------------------------------------------------
+// Logs and the report file
+// ---------------------------------------------------------------------------
+
+/// A run of 1000 tasks with injected transient and permanent failures, into
+/// its own database.
+fn failing_run(dir: &Sandbox, db: &str, report: &str) -> Command {
+    let mut cmd = dir.cmd();
+    cmd.args([
+        "run",
+        "--tasks",
+        "examples/tasks_1000.json",
+        "--latency-ms",
+        "0",
+        "--transient-rate",
+        "0.3",
+        "--permanent-rate",
+        "0.05",
+        "--backoff-base-ms",
+        "1",
+        "--backoff-max-ms",
+        "5",
+        "--db",
+        db,
+        "--report",
+        report,
+    ]);
+    cmd
+}
+
+#[test]
+fn rust_log_prints_task_events_on_stderr_as_text_or_json_lines() {
+    let dir = Sandbox::new();
+
+    // Default: warnings only, so nothing about single tasks.
+    let o = outcome(&mut failing_run(&dir, "quiet.db", "quiet.json"));
+    assert_no_panic(&o);
+    assert_eq!(o.code, Some(3), "{o:#?}");
+    assert!(!o.stderr.contains("DEBUG"), "{o:#?}");
+    assert!(!o.stderr.contains("task_id"), "{o:#?}");
+
+    // RUST_LOG=taskq=debug: retries and dead letters, named, on stderr.
+    let o = outcome(failing_run(&dir, "text.db", "text.json").env("RUST_LOG", "taskq=debug"));
+    assert_no_panic(&o);
+    assert_eq!(o.code, Some(3), "{o:#?}");
+    assert!(o.stdout.starts_with("Completed:"), "logs stay off stdout");
+    for needle in [
+        " DEBUG ",
+        "outcome=\"retry_scheduled\"",
+        "outcome=\"dead_lettered\"",
+        "task_id=",
+        "idempotency_key=img/",
+        "attempt=",
+        "class=permanent",
+        "kind=bad_source",
+        "delay_ms=",
+    ] {
+        assert!(o.stderr.contains(needle), "no {needle:?} in {}", o.stderr);
+    }
+    // Successes are `trace`, not `debug`.
+    assert!(!o.stderr.contains("outcome=\"succeeded\""));
+
+    // --log-format json (a global flag, before or after the subcommand): one
+    // JSON object per line, the fields at the top level.
+    let o = outcome(
+        failing_run(&dir, "json.db", "json.json")
+            .arg("--log-format")
+            .arg("json")
+            .env("RUST_LOG", "taskq=debug"),
+    );
+    assert_no_panic(&o);
+    assert_eq!(o.code, Some(3), "{o:#?}");
+    let r = read_json(&dir.path().join("json.json"));
+    let mut by_outcome = std::collections::HashMap::<String, u64>::new();
+    for line in o.stderr.lines() {
+        let e: Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}"));
+        assert!(e.is_object(), "{line}");
+        assert_eq!(e["level"], "DEBUG", "{line}");
+        let Some(kind) = e["outcome"].as_str() else {
+            continue;
+        };
+        assert!(e["task_id"].is_string(), "{line}");
+        assert!(s(&e, "/idempotency_key").starts_with("img/"), "{line}");
+        assert!(u(&e, "/attempt") >= 1, "{line}");
+        assert!(
+            ["transient", "permanent"].contains(&s(&e, "/class")),
+            "{line}"
+        );
+        assert!(!s(&e, "/kind").is_empty(), "{line}");
+        if kind == "retry_scheduled" {
+            u(&e, "/delay_ms");
+        }
+        *by_outcome.entry(kind.to_owned()).or_default() += 1;
+    }
+    // One event per retry and per dead letter: the report's own counts.
+    assert_eq!(by_outcome["retry_scheduled"], u(&r, "/counts/retried"));
+    assert_eq!(by_outcome["dead_lettered"], u(&r, "/counts/dead_lettered"));
+    assert_eq!(by_outcome.len(), 2, "{by_outcome:?}");
+
+    // `trace` adds one event per success.
+    let o = outcome(
+        dir.cmd()
+            .args(["--log-format", "json", "run", "--db", "trace.db"])
+            .args(["--tasks", "examples/sample_tasks_small.json"])
+            .args(["--latency-ms", "0"])
+            .env("RUST_LOG", "taskq=trace"),
+    );
+    assert_eq!(o.code, Some(0), "{o:#?}");
+    let succeeded = o
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["outcome"] == "succeeded")
+        .count();
+    assert_eq!(succeeded, 5, "{}", o.stderr);
+
+    // A bad RUST_LOG is named, not ignored.
+    let o = outcome(
+        dir.cmd()
+            .args(["run", "--tasks", "examples/sample_tasks_small.json"])
+            .env("RUST_LOG", "taskq=loud"),
+    );
+    let line = assert_one_line_error(&o, 1);
+    assert!(
+        line.starts_with("error: invalid RUST_LOG \"taskq=loud\""),
+        "{line}"
+    );
+}
+
+/// The report goes through a temporary file: a link planted at any name in
+/// its directory (the temporary file's old, predictable name
+/// `.<report>.<pid>.tmp`, or the report's own name) is never followed, and
+/// the files it points to stay untouched.
+#[cfg(unix)]
+#[test]
+fn the_report_never_follows_a_planted_link() {
+    use std::io::Write;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = Sandbox::new();
+    let victim = dir.path().join("victim");
+    let victim_too = dir.path().join("victim-too");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::write(&victim_too, b"precious too").unwrap();
+    let report = dir.path().join("r.json");
+    symlink(&victim_too, &report).unwrap();
+    // Standard input keeps the run open while the link is planted.
+    let mut child = std::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .args(["run", "--tasks", "-", "--latency-ms", "0", "--report"])
+        .arg(&report)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let predictable = dir.path().join(format!(".r.json.{}.tmp", child.id()));
+    // The start-up check may hold that name for a moment: plant once it is free.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = symlink(&victim, &predictable) {
+        assert!(std::time::Instant::now() < deadline, "cannot plant: {e}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..5 {
+        writeln!(stdin, "{}", ndjson_task(&format!("link{i}"))).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(std::fs::read(&victim_too).unwrap(), b"precious too");
+    let meta = std::fs::symlink_metadata(&report).unwrap();
+    assert!(meta.is_file(), "the link at the report's name is replaced");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(u(&read_json(&report), "/counts/succeeded"), 5);
+    // No temporary file is left behind; the planted link is left alone.
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    let planted = predictable
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(left, vec![planted], "{left:?}");
+}
+
+// ---------------------------------------------------------------------------
 // taskq generate
 // ---------------------------------------------------------------------------
 
@@ -2057,6 +2249,20 @@ fn readme_flags(heading: &str, command: &str) -> std::collections::BTreeSet<Stri
 #[test]
 fn readme_synopses_list_exactly_the_flags_of_help() {
     let dir = Sandbox::new();
+    // Flags of `taskq` itself show in every subcommand's help; the README
+    // documents them once, not in each synopsis.
+    let o = dir.run(&["--help"]);
+    let global = help_flags(&o.stdout);
+    let global: std::collections::BTreeSet<_> =
+        global.into_iter().filter(|f| f != "--version").collect();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for flag in &global {
+        assert!(
+            readme.contains(flag.as_str()),
+            "README never mentions {flag}"
+        );
+    }
     for (heading, args) in [
         ("`taskq run`", &["run"][..]),
         (
@@ -2072,7 +2278,8 @@ fn readme_synopses_list_exactly_the_flags_of_help() {
         help_args.push("--help");
         let o = dir.run(&help_args);
         assert_eq!(o.code, Some(0), "{o:#?}");
-        let help = help_flags(&o.stdout);
+        let help: std::collections::BTreeSet<_> =
+            help_flags(&o.stdout).difference(&global).cloned().collect();
         let readme = readme_flags(heading, &format!("taskq {}", args.join(" ")));
         let missing: Vec<_> = help.difference(&readme).collect();
         let extra: Vec<_> = readme.difference(&help).collect();

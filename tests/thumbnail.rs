@@ -588,6 +588,106 @@ fn killed_runs_leave_no_partial_variant() {
     }
 }
 
+/// One run per store: while a run holds the store, every other command that
+/// would write into it (a run, `seed-images`, `dlq retry` with the thumbnail
+/// processor) fails at once naming the holder's pid, and the holder's writes
+/// in progress are left alone.
+#[test]
+fn a_second_run_on_a_store_in_use_fails_at_once_and_sweeps_nothing() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    seed(d, "s", 2, (64, 48), "16x16");
+    let store = d.join("s");
+    // The holder reads its tasks from standard input: it holds the store,
+    // waiting, until that closes.
+    let mut holder = StdCommand::new(env!("CARGO_BIN_EXE_taskq"))
+        .current_dir(d)
+        .args(["run", "--processor", "thumbnail", "--store", "s"])
+        .args(["--tasks", "-", "--no-progress"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = holder.id();
+    let lock = store.join(taskq::object_store::LOCK_FILE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&lock).ok().as_deref() != Some(&format!("{pid}\n")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never took the store"
+        );
+        assert!(holder.try_wait().unwrap().is_none(), "the first run ended");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A write of the holder's in progress.
+    let in_flight = store.join(format!("variants/16x16/img/{TEMP_PREFIX}{pid}-0"));
+    std::fs::create_dir_all(in_flight.parent().unwrap()).unwrap();
+    std::fs::write(&in_flight, b"half a thumbnail").unwrap();
+
+    let expected = format!(
+        "error: store {} is in use by pid {pid} (another taskq run); wait for it to finish",
+        store.canonicalize().unwrap().display()
+    );
+    let db = store.join("taskq.db");
+    let db = db.to_str().unwrap();
+    for args in [
+        vec!["run", "--processor", "thumbnail", "--store", "s"],
+        vec!["seed-images", "--store", "s", "--count", "1"],
+        vec![
+            "dlq",
+            "retry",
+            "--db",
+            db,
+            "--all",
+            "--processor",
+            "thumbnail",
+            "--store",
+            "s",
+        ],
+    ] {
+        let started = std::time::Instant::now();
+        let r = run(d, &args);
+        assert_eq!(r.code, Some(1), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim_end(), expected, "{args:?}");
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{args:?} waited for the lock"
+        );
+        assert_eq!(std::fs::read(&in_flight).unwrap(), b"half a thumbnail");
+    }
+
+    // The holder finishes its work; the store is free again afterwards.
+    let tasks = std::fs::read_to_string(store.join("tasks.json")).unwrap();
+    let mut stdin = holder.stdin.take().unwrap();
+    stdin.write_all(tasks.as_bytes()).unwrap();
+    drop(stdin);
+    let out = holder.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 succeeded"));
+    let r = run(
+        d,
+        &[
+            "run",
+            "--processor",
+            "thumbnail",
+            "--store",
+            "s",
+            "--no-progress",
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("2 duplicates"), "{}", r.stdout);
+    assert!(!in_flight.exists(), "a dead run's leftover is swept");
+}
+
 #[test]
 fn main_command_seeds_a_fresh_store_then_finds_everything_done() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,14 +18,17 @@
 //!    keeping its admission slot and its claim. Otherwise: the claim is given up
 //!    and the task is dead-lettered (or, without a store, failed).
 //! 5. Completion: one latency sample, one admission slot released, the observer
-//!    told. In group-commit mode a task with a record completes only after the
-//!    writer committed it (see [`Shared::complete_batch`]).
+//!    told and the outcome logged (`debug` for failures, retries and dead
+//!    letters, `trace` for the rest; off by default, at the cost of one
+//!    load). In group-commit mode a task with a record completes only after
+//!    the writer committed it (see [`Shared::complete_batch`]).
 
 use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use compact_str::CompactString;
+use tracing::Level;
 
 use super::{Job, Outcome, Shared, WorkerCtx};
 use crate::idempotency::claim::Claim;
@@ -167,14 +170,6 @@ impl Shared {
             }
             Err(e) => {
                 ctx.recorder.failure(e.class, &e.kind);
-                tracing::debug!(
-                    task_id = %job.task.id,
-                    idempotency_key = %job.task.idempotency_key,
-                    attempt = number,
-                    class = %e.class,
-                    kind = %e.kind,
-                    "attempt failed: {}", e.message
-                );
                 if e.class == ErrorClass::Transient && self.retry.allows_retry(number) {
                     self.schedule_retry(job, e, ctx);
                 } else {
@@ -313,6 +308,9 @@ impl Shared {
         ctx.recorder.retried += 1;
         *ctx.recorder.retries_by_attempt.entry(number).or_insert(0) += 1;
         let delay = self.retry.delay(&job.task.idempotency_key, number);
+        if log_enabled(Level::DEBUG) {
+            log_retry(&job.task, &e, delay);
+        }
         let now = self.clock.raw();
         let retry = job.retry_mut();
         if retry.first_failed_at == 0 {
@@ -455,6 +453,80 @@ impl Shared {
         if self.admission.release(released).is_some() {
             self.on_drained();
         }
+    }
+}
+
+/// Whether an event at `level` can be enabled at all: the global maximum
+/// level, one relaxed load. With logging at its default (`warn`), every task
+/// event is off here, so the hot path pays this check and a branch, and the
+/// events themselves are built out of line.
+#[inline]
+pub(super) fn log_enabled(level: Level) -> bool {
+    level <= tracing::level_filters::STATIC_MAX_LEVEL
+        && level <= tracing::level_filters::LevelFilter::current()
+}
+
+/// Step 4's log event for a transient failure that will be retried (`debug`).
+#[cold]
+#[inline(never)]
+fn log_retry(task: &crate::Task, e: &ProcessError, delay: std::time::Duration) {
+    tracing::debug!(
+        task_id = %task.id,
+        idempotency_key = %task.idempotency_key,
+        attempt = task.attempts,
+        class = %e.class,
+        kind = %e.kind,
+        outcome = "retry_scheduled",
+        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        "attempt failed, retry scheduled: {}",
+        e.message
+    );
+}
+
+/// Step 5's log event: how a task ended, with its id, key, attempts and (for
+/// a failure) the error's class and kind as fields. Failures are `debug`,
+/// successes and duplicates (the bulk of a run) `trace`. Called only when
+/// [`log_enabled`] for `debug`.
+#[cold]
+#[inline(never)]
+pub(super) fn log_outcome(task: &crate::Task, outcome: &Outcome<'_>) {
+    match outcome {
+        Outcome::Succeeded { output } => tracing::trace!(
+            task_id = %task.id,
+            idempotency_key = %task.idempotency_key,
+            attempt = task.attempts,
+            outcome = "succeeded",
+            output_key = output.output_key.as_deref(),
+            "task succeeded"
+        ),
+        Outcome::Duplicate { output } => tracing::trace!(
+            task_id = %task.id,
+            idempotency_key = %task.idempotency_key,
+            attempt = task.attempts,
+            outcome = "duplicate",
+            output_key = *output,
+            "task completed as a duplicate"
+        ),
+        Outcome::DeadLettered { error: e } => tracing::debug!(
+            task_id = %task.id,
+            idempotency_key = %task.idempotency_key,
+            attempt = task.attempts,
+            class = %e.class,
+            kind = %e.kind,
+            outcome = "dead_lettered",
+            "task dead-lettered: {}",
+            e.message
+        ),
+        Outcome::Failed { error: e } => tracing::debug!(
+            task_id = %task.id,
+            idempotency_key = %task.idempotency_key,
+            attempt = task.attempts,
+            class = %e.class,
+            kind = %e.kind,
+            outcome = "failed",
+            "task failed: {}",
+            e.message
+        ),
     }
 }
 

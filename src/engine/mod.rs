@@ -222,6 +222,9 @@ impl Shared {
 
     #[inline]
     fn observe(&self, task: &Task, outcome: Outcome<'_>) {
+        if execute::log_enabled(tracing::Level::DEBUG) {
+            execute::log_outcome(task, &outcome);
+        }
         if let Some(o) = &self.observer {
             o.on_complete(task, outcome);
         }

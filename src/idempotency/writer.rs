@@ -168,3 +168,69 @@ fn save_unsaved(settings: &WriterSettings, report: &mut WriterReport, batch: &[P
         }
     }
 }
+
+#[cfg(all(test, not(feature = "loom")))]
+mod tests {
+    use super::*;
+    use crate::idempotency::TaskRecord;
+
+    fn batch() -> Vec<Pending> {
+        let task = crate::Task::new("img/1.jpg", "1x1".parse().unwrap()).unwrap();
+        vec![Pending {
+            record: TaskRecord {
+                task,
+                status: RecordStatus::Succeeded,
+                finished_at: 1,
+                output_key: None,
+            },
+            dead: None,
+            ack: None,
+        }]
+    }
+
+    fn settings(recovery_path: PathBuf) -> WriterSettings {
+        WriterSettings {
+            linger: Duration::from_millis(1),
+            cache_capacity: 1,
+            recovery_path: Some(recovery_path),
+            processor: "p".into(),
+        }
+    }
+
+    #[test]
+    fn unsaved_records_are_appended_to_a_private_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db.unsaved.ndjson");
+        let mut report = WriterReport::default();
+        save_unsaved(&settings(path.clone()), &mut report, &batch());
+        save_unsaved(&settings(path.clone()), &mut report, &batch());
+        assert_eq!(report.error, None);
+        assert_eq!(report.unsaved, 2);
+        assert_eq!(report.recovery_file, Some(path.display().to_string()));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_at_the_recovery_path_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("t.db.unsaved.ndjson");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let mut report = WriterReport::default();
+        save_unsaved(&settings(path.clone()), &mut report, &batch());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(report.recovery_file, None);
+        let error = report.error.unwrap();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(error.contains("symbolic link"), "{error}");
+    }
+}

@@ -31,6 +31,16 @@
 //! over the key (`rename(2)` is atomic), and the directory is `fsync`ed so the
 //! rename itself survives a power loss. A crash leaves at most a temporary
 //! file, which no key can name; [`LocalStore::sweep_temp`] removes them.
+//!
+//! # One run per store
+//!
+//! The sweep cannot tell a crashed write from one in progress, so a run that
+//! writes into the store first takes [`LocalStore::lock`]: an exclusive,
+//! non-blocking `flock` on [`LOCK_FILE`] in the root, which then holds the
+//! run's process id (for the error a second run gets). The lock lives as long
+//! as the store value; the operating system releases it when the process
+//! exits, however it exits, so a crash never leaves the store locked. The file
+//! itself stays (removing it would let two runs lock two different files).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, ErrorKind, Read, Seek, SeekFrom, Write};
@@ -40,7 +50,7 @@ use std::time::Instant;
 
 use super::{
     check_key, IoStats, ObjectError, ObjectReader, ObjectStore, ObjectWriter, CHUNK_BYTES,
-    TEMP_PREFIX,
+    LOCK_FILE, TEMP_PREFIX,
 };
 use crate::error::Error;
 
@@ -51,6 +61,8 @@ pub struct LocalStore {
     root: PathBuf,
     /// Numbers this process's temporary files.
     next_temp: AtomicU64,
+    /// The locked [`LOCK_FILE`], once [`lock`](LocalStore::lock) succeeded.
+    lock: Option<File>,
 }
 
 impl LocalStore {
@@ -77,6 +89,7 @@ impl LocalStore {
         Ok(LocalStore {
             root,
             next_temp: AtomicU64::new(0),
+            lock: None,
         })
     }
 
@@ -101,11 +114,57 @@ impl LocalStore {
         &self.root
     }
 
+    /// Takes the store for this process: an exclusive lock on [`LOCK_FILE`]
+    /// in the root, held until this store is dropped (or the process exits),
+    /// with this process's id written into the file. Take it before
+    /// [`sweep_temp`](LocalStore::sweep_temp) and before writing. Taking it
+    /// again on a store that holds it does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StoreInUse`] at once (without waiting) when another process
+    /// holds it, naming that process's id; [`Error::Io`] when the lock file
+    /// cannot be opened, locked or written (a symbolic link there is refused,
+    /// not followed).
+    pub fn lock(&mut self) -> Result<(), Error> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let path = self.root.join(LOCK_FILE);
+        let io = |what: &str, e| Error::io(format!("cannot {what} {}", path.display()), e);
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o644).custom_flags(libc::O_NOFOLLOW);
+        }
+        let mut file = options
+            .open(&path)
+            .map_err(|e| io("open the store's lock file", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::StoreInUse {
+                    root: self.root.clone(),
+                    holder: lock_holder(&path),
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io("lock", e)),
+        }
+        file.set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .map_err(|e| io("write", e))?;
+        self.lock = Some(file);
+        Ok(())
+    }
+
     /// Removes the temporary files of interrupted writes below `prefix` (a key
     /// prefix such as `variants`; `""` for the whole store) and returns how
-    /// many. Links are not followed. Run it when no other process writes to
-    /// the store: a write in progress elsewhere would lose its temporary file
-    /// and fail (as an I/O error, leaving its key untouched).
+    /// many. Links are not followed. Run it holding the store's
+    /// [`lock`](LocalStore::lock), so that no other run writes to the store: a
+    /// write in progress elsewhere would lose its temporary file and fail (as
+    /// an I/O error, leaving its key untouched).
     ///
     /// # Errors
     ///
@@ -257,6 +316,22 @@ impl LocalStore {
         }
         Ok((dir, name))
     }
+}
+
+/// Who holds the lock file at `path`: `pid N` as its holder wrote it. The
+/// holder writes its id just after locking, so an empty file is read again
+/// for a moment before giving up.
+fn lock_holder(path: &Path) -> String {
+    for _ in 0..20 {
+        if let Some(pid) = fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            return format!("pid {pid}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    "another process".into()
 }
 
 fn not_a_dir(key: &str, path: &Path) -> ObjectError {
@@ -559,6 +634,36 @@ mod tests {
         assert!(dir.path().join("variants/1x1/a").exists());
         assert_eq!(store.sweep_temp("").unwrap(), 1);
         assert_eq!(store.sweep_temp("missing").unwrap(), 0);
+    }
+
+    #[test]
+    fn a_second_lock_on_a_store_fails_at_once_naming_the_holder() {
+        let (dir, mut first) = store();
+        first.lock().unwrap();
+        first.lock().unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(),
+            format!("{pid}\n")
+        );
+        // A second store value opens its own file description: locked out,
+        // as another process would be.
+        let mut second = LocalStore::open(dir.path()).unwrap();
+        let err = second.lock().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "store {} is in use by pid {pid} (another taskq run); wait for it to finish",
+                first.root().display()
+            )
+        );
+        drop(first);
+        second.lock().unwrap();
+        assert_eq!(store_key_error(&second), "invalid_key");
+    }
+
+    fn store_key_error(store: &LocalStore) -> &'static str {
+        store.create(LOCK_FILE).err().unwrap().kind()
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub const MAX_OBJECT_KEY_BYTES: usize = 4096;
 /// Longest accepted key segment (file name), in bytes.
 pub const MAX_SEGMENT_BYTES: usize = 255;
 
+/// The lock file in a [`LocalStore`]'s root: a run that writes into the store
+/// holds an exclusive lock on it ([`LocalStore::lock`]), and it holds that
+/// run's process id. No key may name it.
+pub const LOCK_FILE: &str = ".taskq-lock";
+
 /// The name prefix of a write in progress. No key segment may start with it;
 /// files with it are what a crashed write leaves, and
 /// [`LocalStore::sweep_temp`] removes them.
@@ -259,6 +264,9 @@ pub fn check_key(key: &str) -> Result<(), ObjectError> {
     if key.starts_with('/') || key.contains('\\') || (b.len() >= 2 && b[1] == b':') {
         return bad("must be a relative path with '/' separators".into());
     }
+    if key == LOCK_FILE {
+        return bad(format!("must not be {LOCK_FILE:?} (the store's lock file)"));
+    }
     for segment in key.split('/') {
         match segment {
             "" => return bad("must not contain an empty segment".into()),
@@ -317,6 +325,7 @@ mod tests {
             "a\nb",
             "a\u{85}b",
             "img/.taskq-tmp-1-2",
+            ".taskq-lock",
             long_segment.as_str(),
             long_key.as_str(),
         ] {
