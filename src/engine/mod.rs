@@ -683,11 +683,11 @@ fn run_writer(
     let mut rec = Recorder::new();
     let mut recovery = config.path.clone().into_os_string();
     recovery.push(".unsaved.ndjson");
-    let settings = WriterSettings {
-        linger: Duration::from_millis(config.batch_ms),
-        cache_capacity: config.cache_capacity,
-        recovery_path: recovery.into(),
-    };
+    let settings = WriterSettings::new(
+        Duration::from_millis(config.batch_ms),
+        config.cache_capacity,
+        recovery.into(),
+    );
     let report = writer::run(
         writer,
         &idem.handoff,
