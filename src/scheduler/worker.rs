@@ -57,7 +57,7 @@ fn prefetch(job: &Job) {
 ///
 /// The loop ([`work`]) is generic over it so that the loom models
 /// (`loom_tests/parking.rs`) run the engine's own loop, spin and lookahead
-/// included, with a stand-in job; the engine's implementation is [`Shared`]'s
+/// included, with a stand-in job; the engine's implementation is `Shared`'s
 /// (below), and the loop is monomorphised for it, so the engine runs the same
 /// code as before the loop was made generic.
 #[doc(hidden)]
