@@ -3,12 +3,14 @@
 //! record is committed.
 //!
 //! Every model drives `taskq::idempotency::ClaimTable` itself (the `Map` under
-//! it is a loom `Mutex<HashMap>` in these builds). The eviction model adds the
-//! real `Handoff` between the workers and a model writer thread that follows
-//! the engine writer's order: commit the batch (here: insert its keys into a
-//! loom `Mutex<HashSet>`, the model store), then `evict_committed` each key.
-//! (The writer loop itself is crate-private and bound to a `StoreWriter`, so
-//! the model runs that order, not `writer::run`.)
+//! it is a loom `Mutex<HashMap>` in these builds). The eviction model runs the
+//! engine's whole path of a key: workers claim it with the engine's claim step
+//! (`ClaimTable::claim_with_history`: the table, then the real Bloom filter,
+//! then the store), and hand their records through the real `Handoff` to the
+//! engine's writer loop (`taskq::internals::run_writer`), which commits them,
+//! adds the keys to the filter and evicts them. Only the store is a stand-in:
+//! a loom `Mutex<HashSet>` of committed keys, written through `StoreWriter`
+//! and read as the workers' history lookup.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,8 +21,11 @@ use loom::sync::Mutex;
 use loom::thread;
 use taskq::idempotency::claim::KeyState;
 use taskq::idempotency::handoff::Handoff;
-use taskq::idempotency::{Claim, ClaimTable};
-use taskq::internals::{with_fault, Fault};
+use taskq::idempotency::{
+    Claim, ClaimTable, Pending, RecordStatus, Recorded, StoreError, StoreWriter, TaskRecord,
+};
+use taskq::internals::{run_writer, with_fault, Bloom, Fault, WriterSettings};
+use taskq::Task;
 
 use crate::check;
 
@@ -166,104 +171,146 @@ fn other_parameters_are_contended_or_conflict() {
     assert_told(&told, &["Contended", "Conflict"]);
 }
 
-/// In which order the model writer commits and evicts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum WriterOrder {
-    /// The engine's: commit the batch, then evict its keys.
-    CommitThenEvict,
-    /// A broken writer (model side): evict, then commit.
-    EvictThenCommit,
+/// The model store: keys whose record is committed. The writer commits into
+/// it through `StoreWriter`; the workers look keys up in it.
+#[derive(Clone, Default)]
+struct MemStore(Arc<Mutex<HashSet<String>>>);
+
+impl MemStore {
+    fn contains(&self, key: &str) -> bool {
+        self.0.lock().unwrap().contains(key)
+    }
+
+    /// The history lookup of the claim step.
+    fn lookup(&self, key: &str) -> Option<Recorded> {
+        self.contains(key).then(|| Recorded {
+            image_key: IMAGE.into(),
+            size: SIZE.into(),
+            output_key: None,
+        })
+    }
 }
+
+impl StoreWriter for MemStore {
+    fn commit(&mut self, batch: &[Pending]) -> Result<(), StoreError> {
+        let mut store = self.0.lock().unwrap();
+        for p in batch {
+            store.insert(p.record.task.idempotency_key.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The image key and size every job of `KEY` has.
+const IMAGE: &str = "img/0.jpg";
+const SIZE: &str = "2x2";
 
 /// Everything the eviction model shares between its threads.
 struct Shared {
     table: ClaimTable,
-    handoff: Handoff<String>,
-    /// The model store: keys whose record is committed.
-    store: Mutex<HashSet<String>>,
+    bloom: Bloom,
+    handoff: Handoff<Pending>,
+    store: MemStore,
     /// Set by a worker just before it marks the key done.
     finished: AtomicBool,
     /// Processings of the key (promise 4: exactly one).
     processed: AtomicUsize,
 }
 
-/// One job of the key on a worker, as `engine::execute` runs it: claim (step
-/// 1); on `New` look the key up in the store (step 2) and give the claim up if
-/// it is recorded; else process, mark done and hand the record to the writer
-/// (step 3). Returns whether the claim was `New` after another worker had
-/// finished the key (the path through eviction).
-fn job(s: &Shared) -> bool {
-    let fp = s.table.fingerprint("img/0.jpg", "2x2");
-    match s.table.claim(KEY, fp) {
+/// How a job of the key ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// It won the key and processed it.
+    Processed,
+    /// The cache told it the key was in flight or done.
+    DuplicateInCache,
+    /// The key had left the cache: the Bloom filter and the store told it
+    /// the key was recorded (the path through eviction).
+    DuplicateInStore,
+}
+
+/// One job of the key on a worker, as `engine::execute` runs it: the claim
+/// step (`claim_with_history`: cache, Bloom filter, store); on `New` process,
+/// mark done and hand the record to the writer.
+fn job(s: &Shared) -> Ended {
+    let fp = s.table.fingerprint(IMAGE, SIZE);
+    let mut looked_up = None;
+    let claim = s
+        .table
+        .claim_with_history(&s.bloom, KEY, fp, || {
+            let found = s.store.lookup(KEY);
+            looked_up = Some(found.is_some());
+            Ok::<_, StoreError>(found)
+        })
+        .expect("the model store does not fail");
+    match claim {
         Claim::New => {
-            let after_finish = s.finished.load(SeqCst);
-            let recorded = s.store.lock().unwrap().contains(KEY);
-            if after_finish {
-                assert!(
-                    recorded,
-                    "the key left the cache before its record was committed"
-                );
-            }
-            if recorded {
-                s.table.abandon(KEY);
-            } else {
-                s.processed.fetch_add(1, SeqCst);
-                s.finished.store(true, SeqCst);
-                s.table.finish(KEY, None);
-                s.handoff
-                    .send(KEY.to_string())
-                    .expect("open while workers run");
-            }
-            after_finish
+            assert!(
+                !s.finished.load(SeqCst),
+                "the key left the cache before its record was committed"
+            );
+            s.processed.fetch_add(1, SeqCst);
+            s.finished.store(true, SeqCst);
+            s.table.finish(KEY, None);
+            let task = Task::new(IMAGE, SIZE.parse().unwrap()).unwrap();
+            let pending = Pending {
+                record: TaskRecord {
+                    task,
+                    status: RecordStatus::Succeeded,
+                    finished_at: 0,
+                    output_key: None,
+                },
+                dead: None,
+                ack: None,
+            };
+            s.handoff.send(pending).expect("open while workers run");
+            Ended::Processed
         }
-        Claim::InFlight | Claim::Done(_) => false,
+        Claim::Done(_) if looked_up == Some(true) => Ended::DuplicateInStore,
+        Claim::InFlight | Claim::Done(_) => Ended::DuplicateInCache,
         other => panic!("same parameters, told {other:?}"),
     }
 }
 
-/// The writer: batches from the hand-off until it is closed and drained,
-/// each committed and its keys evicted (cache capacity 0: every committed key
-/// is evicted), in `order`.
-fn writer(s: &Shared, order: WriterOrder) {
-    let mut batch = Vec::new();
-    while s.handoff.recv_batch(Duration::ZERO, &mut batch) {
-        let commit = |batch: &[String]| s.store.lock().unwrap().extend(batch.iter().cloned());
-        if order == WriterOrder::EvictThenCommit {
-            for key in &batch {
-                s.table.evict_committed(key);
-            }
-            commit(&batch);
-        } else {
-            commit(&batch);
-            for key in &batch {
-                s.table.evict_committed(key);
-            }
-        }
-        batch.clear();
-    }
-}
-
-/// Two workers run a job of the same key, the writer commits and evicts
-/// behind them. A worker that wins the key after the other finished it must
-/// find the key in the store; the key is processed exactly once; after the
-/// writer is done the key is out of the cache and a claim is `New` again.
-fn eviction_model(order: WriterOrder, fault: Option<Fault>) {
+/// Two workers run a job of the same key, the engine's writer loop commits
+/// and evicts behind them (cache capacity 0: every committed key is evicted).
+/// A worker that wins the key must not find it finished by the other (it left
+/// the cache unrecorded); the key is processed exactly once; after the writer
+/// is done the key is recorded, out of the cache, and a claim of it is
+/// answered from the store.
+fn eviction_model(fault: Option<Fault>) {
     let evicted_path_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = evicted_path_seen.clone();
     check(2, fault, move || {
+        let build = || {
+            let settings = WriterSettings::new(Duration::ZERO, 0, None, "model");
+            (ClaimTable::new(), settings)
+        };
+        let (table, settings) = match fault {
+            Some(f) => with_fault(f, build),
+            None => build(),
+        };
         let s = Arc::new(Shared {
-            table: match fault {
-                Some(f) => with_fault(f, ClaimTable::new),
-                None => ClaimTable::new(),
-            },
+            table,
+            bloom: Bloom::with_capacity(1),
             handoff: Handoff::new(1, 1),
-            store: Mutex::new(HashSet::new()),
+            store: MemStore::default(),
             finished: AtomicBool::new(false),
             processed: AtomicUsize::new(0),
         });
         let w = {
             let s = s.clone();
-            thread::spawn(move || writer(&s, order))
+            thread::spawn(move || {
+                let report = run_writer(
+                    Box::new(s.store.clone()),
+                    &s.handoff,
+                    &s.table,
+                    &s.bloom,
+                    settings,
+                    |_, result| assert!(result.is_ok()),
+                );
+                assert_eq!(report.records, 1, "one record committed");
+            })
         };
         let a = {
             let s = s.clone();
@@ -273,19 +320,18 @@ fn eviction_model(order: WriterOrder, fault: Option<Fault>) {
         let a = a.join().unwrap();
         s.handoff.close();
         w.join().unwrap();
-        if a || b {
+        if a == Ended::DuplicateInStore || b == Ended::DuplicateInStore {
             seen.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let n = s.processed.load(SeqCst);
         assert_eq!(n, 1, "the key was processed {n} times");
-        assert!(s.store.lock().unwrap().contains(KEY), "the record was lost");
+        assert!(s.store.contains(KEY), "the record was lost");
         assert_eq!(
             s.table.state(KEY),
             None,
             "the committed key was not evicted"
         );
-        let fp = s.table.fingerprint("img/0.jpg", "2x2");
-        assert_eq!(s.table.claim(KEY, fp), Claim::New, "evicted, so new again");
+        assert_eq!(job(&s), Ended::DuplicateInStore, "found through the store");
     });
     assert!(
         evicted_path_seen.load(std::sync::atomic::Ordering::Relaxed),
@@ -294,11 +340,11 @@ fn eviction_model(order: WriterOrder, fault: Option<Fault>) {
 }
 
 /// Promises 4 and 5: an entry is never released before its record is
-/// committed, so a key that left the cache is always found in the store, and
-/// after the writer's eviction a claim is `New` again.
+/// committed, so a key that left the cache is always found through the Bloom
+/// filter and the store, and is processed once.
 #[test]
 fn no_release_before_commit() {
-    eviction_model(WriterOrder::CommitThenEvict, None);
+    eviction_model(None);
 }
 
 /// `finish` that gives the entry up at once: the other worker wins the key
@@ -306,13 +352,14 @@ fn no_release_before_commit() {
 #[test]
 #[should_panic(expected = "left the cache before its record was committed")]
 fn early_release_loses_the_key() {
-    eviction_model(WriterOrder::CommitThenEvict, Some(Fault::EarlyRelease));
+    eviction_model(Some(Fault::EarlyRelease));
 }
 
-/// A writer that evicts before it commits (a model-side fault: the writer
-/// loop is not injectable): the same window, opened by the writer.
+/// The engine's writer loop with `Fault::EvictBeforeCommit`: it evicts a
+/// batch's keys before it commits the batch, the same window, opened by the
+/// writer.
 #[test]
 #[should_panic(expected = "left the cache before its record was committed")]
 fn evict_before_commit_loses_the_key() {
-    eviction_model(WriterOrder::EvictThenCommit, None);
+    eviction_model(Some(Fault::EvictBeforeCommit));
 }

@@ -25,11 +25,12 @@ use crate::check;
 const LONG: Duration = Duration::from_secs(3600);
 
 /// A hand-off of `capacity` items and batches of `batch`, with `fault`
-/// injected if any.
+/// injected if any. Built with `new_cloning` (`Handoff::new`, able to copy
+/// its items), so that `Fault::DeliverTwice` can be injected too.
 fn handoff(capacity: usize, batch: usize, fault: Option<Fault>) -> Arc<Handoff<u32>> {
     Arc::new(match fault {
-        Some(f) => with_fault(f, || Handoff::new(capacity, batch)),
-        None => Handoff::new(capacity, batch),
+        Some(f) => with_fault(f, || Handoff::new_cloning(capacity, batch)),
+        None => Handoff::new_cloning(capacity, batch),
     })
 }
 
@@ -51,9 +52,9 @@ fn receive_all(h: &Handoff<u32>, batch: usize, linger: Duration) -> Vec<u32> {
 /// Two senders of two records each (one `send_all` of both, two `send`s),
 /// one receiver looping on `recv_batch`; the main thread closes once both
 /// senders returned. Every record arrives exactly once, each sender's in order.
-fn delivery_model(capacity: usize, batch: usize, linger: Duration) {
-    check(2, None, move || {
-        let h = handoff(capacity, batch, None);
+fn delivery_model(capacity: usize, batch: usize, linger: Duration, fault: Option<Fault>) {
+    check(2, fault, move || {
+        let h = handoff(capacity, batch, fault);
         let receiver = {
             let h = h.clone();
             thread::spawn(move || receive_all(&h, batch, linger))
@@ -83,20 +84,36 @@ fn delivery_model(capacity: usize, batch: usize, linger: Duration) {
 /// second send waits for room.
 #[test]
 fn every_record_received_once_capacity_1() {
-    delivery_model(1, 1, Duration::ZERO);
+    delivery_model(1, 1, Duration::ZERO, None);
 }
 
 /// Capacity 2, batch 2, no linger: partial batches are taken at once.
 #[test]
 fn every_record_received_once_batch_2() {
-    delivery_model(2, 2, Duration::ZERO);
+    delivery_model(2, 2, Duration::ZERO, None);
 }
 
 /// Capacity 2, batch 2, long linger: the receiver waits for a full batch (a
 /// sender's notification at the batch mark) or for the close.
 #[test]
 fn every_record_received_once_lingering() {
-    delivery_model(2, 2, LONG);
+    delivery_model(2, 2, LONG, None);
+}
+
+/// A send that takes the next record before checking for room, and drops it
+/// when the queue is full: the delivery model misses it.
+#[test]
+#[should_panic(expected = "every record exactly once")]
+fn record_lost_on_a_full_queue_is_caught() {
+    delivery_model(1, 1, Duration::ZERO, Some(Fault::LoseOnFull));
+}
+
+/// A receive that copies its batch out and leaves it queued: the delivery
+/// model gets those records twice.
+#[test]
+#[should_panic(expected = "every record exactly once")]
+fn record_delivered_twice_is_caught() {
+    delivery_model(2, 2, Duration::ZERO, Some(Fault::DeliverTwice));
 }
 
 /// Capacity 1: the main thread fills the hand-off, a sender parks for room,

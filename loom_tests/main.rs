@@ -1,9 +1,11 @@
-//! Loom models of taskq's concurrency protocols (promises 1 to 7 of
-//! DESIGN.md), one file per protocol, one invariant per test. They drive the
-//! engine's own types (`taskq::internals`, the public API) with loom's
-//! primitives swapped in by `src/sync`; nothing here re-implements an algorithm
-//! (except the writer's commit-then-evict order in `claim.rs`, whose loop is
-//! crate-private and bound to a store).
+//! Loom models of taskq's concurrency protocols (the promises in the
+//! repository README's "Promises" table), one file per protocol, one
+//! invariant per test. They drive the engine's own code (`taskq::internals`,
+//! the public API) with loom's primitives swapped in by `src/sync`: the claim
+//! step, the writer loop and the worker loop included. Nothing here
+//! re-implements an algorithm; the only stand-ins are a job in `parking.rs`
+//! (a number holding an admission slot) and an in-memory store in `claim.rs`
+//! (the `StoreWriter` the writer loop commits to).
 //!
 //! Run: `LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom --test loom`
 //! (see README.md in this folder for replaying a failure).

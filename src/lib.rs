@@ -58,7 +58,11 @@ pub mod task;
 pub mod internals {
     pub use crate::admission::{Admission, AdmitError, Drained, ReleaseBatch};
     pub use crate::idempotency::bloom::Bloom;
+    #[cfg(feature = "loom")]
+    pub use crate::idempotency::writer::{run as run_writer, WriterSettings};
     pub use crate::scheduler::sleep::Sleep;
+    #[cfg(feature = "loom")]
+    pub use crate::scheduler::worker::{work as worker_loop, WorkerHost};
     pub use crate::scheduler::{Lane, LaneView, Scheduler, Source};
     #[cfg(feature = "loom")]
     pub use crate::sync::fault::{with_fault, Fault};

@@ -145,6 +145,17 @@ fn crash_trials(durability: &str, seed: u64) {
         "every key was processed at least once"
     );
     let reprocessed: usize = processed.values().map(|n| n - 1).sum();
+    // Both modes: the trials test something only if runs were killed mid-way
+    // after committing work that the later runs then skipped.
+    assert!(
+        killed > 0,
+        "no run was killed mid-way: the trials test nothing (seed {seed})"
+    );
+    let last_run = processed_in[runs - 1].len();
+    assert!(
+        last_run < tasks,
+        "the final run processed all {tasks} tasks: the killed runs committed nothing, so the trials test nothing (seed {seed})"
+    );
     match durability {
         "batch" => {
             let bound = killed * (2 * BATCH + WORKERS * 64);
@@ -154,10 +165,6 @@ fn crash_trials(durability: &str, seed: u64) {
             );
         }
         "group-commit" => {
-            assert!(
-                killed > 0,
-                "no run was killed mid-way: the trials test nothing"
-            );
             let mut acknowledged = 0;
             for &n in &crashed {
                 for (key, outcome) in lines(&d.join(format!("done-{n}.log"))) {

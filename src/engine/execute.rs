@@ -188,19 +188,21 @@ impl Shared {
         };
         let task = &job.task;
         let fingerprint = idem.table.task_fingerprint(task);
-        let claim = match idem.table.claim(&task.idempotency_key, fingerprint) {
-            Claim::New => match self.history(task, fingerprint, ctx) {
-                Ok(claim) => claim,
-                Err(e) => {
-                    idem.table.abandon(&task.idempotency_key);
-                    let e = ProcessError::transient("store", e.to_string());
-                    ctx.recorder.failure(e.class, &e.kind);
-                    ctx.recorder.failed += 1;
-                    self.observe(task, Outcome::Failed { error: &e });
-                    return Claimed::Settled;
-                }
-            },
-            other => other,
+        let key = &task.idempotency_key;
+        let history = idem
+            .table
+            .claim_with_history(&idem.bloom, key, fingerprint, || {
+                self.history(key, fingerprint, ctx)
+            });
+        let claim = match history {
+            Ok(claim) => claim,
+            Err(e) => {
+                let e = ProcessError::transient("store", e.to_string());
+                ctx.recorder.failure(e.class, &e.kind);
+                ctx.recorder.failed += 1;
+                self.observe(task, Outcome::Failed { error: &e });
+                return Claimed::Settled;
+            }
         };
         match claim {
             Claim::New => {
@@ -233,38 +235,30 @@ impl Shared {
         }
     }
 
-    /// Step 1, second half: a key new to the cache may have been recorded
-    /// before. Asks the Bloom filter, then the store.
+    /// Step 1, second half: a key new to the cache that the Bloom filter may
+    /// hold is looked up in the store (the decision is
+    /// [`ClaimTable::claim_with_history`](crate::idempotency::ClaimTable::claim_with_history)'s).
     fn history(
         &self,
-        task: &crate::Task,
+        key: &str,
         fingerprint: u64,
         ctx: &mut WorkerCtx,
-    ) -> Result<Claim, StoreError> {
+    ) -> Result<Option<crate::idempotency::Recorded>, StoreError> {
         let idem = self.idem.as_ref().expect("called with idempotency on");
-        let key = &task.idempotency_key;
-        if !idem.bloom.may_contain(key) {
-            return Ok(Claim::New);
-        }
         ctx.recorder.history_lookups += 1;
         let reader = match &mut ctx.reader {
             Some(r) => r,
             None => ctx.reader.insert(idem.store.reader(&idem.processor)?),
         };
-        match reader.lookup_succeeded(key)? {
-            None => Ok(Claim::New),
-            Some(recorded) => {
-                // Found: this run does not own the key after all. The cache entry
-                // goes (history hits are not cached, so the cache stays bounded).
-                idem.table.abandon(key);
-                if idem.table.fingerprint(&recorded.image_key, &recorded.size) == fingerprint {
-                    ctx.recorder.history_hits += 1;
-                    Ok(Claim::Done(recorded.output_key))
-                } else {
-                    Ok(Claim::Conflict)
-                }
+        let recorded = reader.lookup_succeeded(key)?;
+        if let Some(r) = &recorded {
+            // Done by this processor in an earlier run (a record of the key
+            // for other parameters is a conflict, counted as such).
+            if idem.table.fingerprint(&r.image_key, &r.size) == fingerprint {
+                ctx.recorder.history_hits += 1;
             }
         }
+        Ok(recorded)
     }
 
     /// Step 4, success. The task moves into its record; the emptied job's box

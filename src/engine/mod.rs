@@ -699,12 +699,12 @@ fn run_writer(
 ) -> (Recorder, WriterReport) {
     let idem = shared.idem.as_ref().expect("a writer has a store");
     let mut rec = Recorder::new();
-    let settings = WriterSettings {
-        linger: Duration::from_millis(config.batch_ms),
-        cache_capacity: config.cache_capacity,
-        recovery_path: idem.store.recovery_path(),
-        processor: idem.processor.clone(),
-    };
+    let settings = WriterSettings::new(
+        Duration::from_millis(config.batch_ms),
+        config.cache_capacity,
+        idem.store.recovery_path(),
+        &idem.processor,
+    );
     let report = writer::run(
         writer,
         &idem.handoff,

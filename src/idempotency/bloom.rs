@@ -49,15 +49,26 @@ pub struct Bloom {
 
 impl Bloom {
     /// A filter sized for `expected` keys at 10 bits per key, rounded up to a
-    /// power of two; at least 2^16 bits, at most 2^31.
+    /// power of two; at least 2^16 bits (one 512-bit block under loom, so a
+    /// model does not build thousands of loom atomics), at most 2^31.
     pub fn with_capacity(expected: u64) -> Self {
+        const MIN_BITS: u64 = if cfg!(feature = "loom") {
+            1 << 9
+        } else {
+            1 << 16
+        };
         let bits = (expected.saturating_mul(10))
-            .clamp(1 << 16, 1 << 31)
+            .clamp(MIN_BITS, 1 << 31)
             .next_power_of_two();
         let blocks = bits / (64 * BLOCK_WORDS as u64);
         Bloom {
             words: (0..bits / 64).map(|_| AtomicU64::new(0)).collect(),
             block_mask: blocks - 1,
+            // Fixed seeds under loom: a model must touch the same words in
+            // every execution it replays.
+            #[cfg(feature = "loom")]
+            hasher: ahash::RandomState::with_seeds(5, 6, 7, 8),
+            #[cfg(not(feature = "loom"))]
             hasher: ahash::RandomState::new(),
         }
     }

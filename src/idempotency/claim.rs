@@ -31,17 +31,23 @@
 //!
 //! # Model checking
 //!
-//! `loom_tests/claim.rs` checks steps 1, 3 and 4 under loom (one winner per key,
+//! `loom_tests/claim.rs` checks steps 1 to 4 under loom (one winner per key,
 //! losers told in flight / done / contended / conflict, no key released before
-//! its record is committed), with the real [`Handoff`](super::handoff::Handoff)
-//! between the workers and a model writer. Under the `loom` feature (only) a
-//! `ClaimTable` can carry a deliberate `sync::fault::Fault`
-//! (check-then-insert claim, release on finish) that the models must reject.
+//! its record is committed): its workers run the engine's claim step
+//! ([`ClaimTable::claim_with_history`], with the real Bloom filter and an
+//! in-memory store), and hand their records through the real
+//! [`Handoff`](super::handoff::Handoff) to the engine's writer loop
+//! (`writer::run`). Under the `loom` feature (only) a `ClaimTable` can carry a
+//! deliberate `sync::fault::Fault` (check-then-insert claim, release on
+//! finish), and the writer one (evict before commit), that the models must
+//! reject.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use compact_str::CompactString;
 
+use super::bloom::Bloom;
+use super::store::Recorded;
 #[cfg(feature = "loom")]
 use crate::sync::fault::{self, Fault};
 use crate::sync::map::{Action, Map};
@@ -182,6 +188,55 @@ impl ClaimTable {
                 ((), Action::Keep)
             }
         });
+    }
+
+    /// Steps 1 and 2: claims `key` for a task with `fingerprint`, and when the
+    /// cache had no entry for it, asks `bloom` and, on "maybe", `lookup` (the
+    /// store) whether the key was recorded before. A recorded key gives the
+    /// claim up again: it is `Done` with the recorded output, or a `Conflict`
+    /// when recorded with other parameters. `lookup` runs only for a key the
+    /// filter may hold.
+    ///
+    /// This is the engine's claim step (`engine::execute` calls it for every
+    /// first attempt with its reader as `lookup`); the loom models call it with
+    /// an in-memory store.
+    ///
+    /// # Errors
+    ///
+    /// The error of `lookup`; the claim is given up first.
+    #[inline]
+    pub fn claim_with_history<E>(
+        &self,
+        bloom: &Bloom,
+        key: &str,
+        fingerprint: u64,
+        lookup: impl FnOnce() -> Result<Option<Recorded>, E>,
+    ) -> Result<Claim, E> {
+        match self.claim(key, fingerprint) {
+            Claim::New => {}
+            other => return Ok(other),
+        }
+        if !bloom.may_contain(key) {
+            return Ok(Claim::New);
+        }
+        match lookup() {
+            Err(e) => {
+                self.abandon(key);
+                Err(e)
+            }
+            Ok(None) => Ok(Claim::New),
+            Ok(Some(recorded)) => {
+                // Found: this run does not own the key after all. The cache
+                // entry goes (history hits are not cached, so the cache stays
+                // bounded).
+                self.abandon(key);
+                if self.fingerprint(&recorded.image_key, &recorded.size) == fingerprint {
+                    Ok(Claim::Done(recorded.output_key))
+                } else {
+                    Ok(Claim::Conflict)
+                }
+            }
+        }
     }
 
     /// Steps 2 and 3, failure or found in history: gives the claim up.

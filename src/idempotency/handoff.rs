@@ -21,9 +21,11 @@
 //! `loom_tests/handoff.rs` checks under loom that every record sent before the
 //! close is received exactly once, that back-pressure never strands a sender,
 //! and that `close` ends every wait. Under the `loom` feature (only) a
-//! `Handoff` can carry a deliberate `sync::fault::Fault`
-//! (a skipped `not_full` or `not_empty` notification) that the models must
-//! reject.
+//! `Handoff` can carry a deliberate `sync::fault::Fault` that the models must
+//! reject: a skipped `not_full` or `not_empty` notification, a record dropped
+//! when the queue fills mid-send (`LoseOnFull`), or a batch handed to the
+//! receiver twice (`DeliverTwice`, for a `Handoff` built with
+//! `Handoff::new_cloning`, the loom-only constructor that can copy items).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -37,6 +39,9 @@ struct State<T> {
     /// When the oldest queued item arrived.
     first_at: Option<Instant>,
     closed: bool,
+    /// Loom only: `Fault::DeliverTwice` has struck (once per hand-off).
+    #[cfg(feature = "loom")]
+    redelivered: bool,
 }
 
 /// A bounded multi-producer, single-consumer queue with batch receive.
@@ -50,6 +55,10 @@ pub struct Handoff<T> {
     /// does not exist outside loom builds.
     #[cfg(feature = "loom")]
     fault: Option<Fault>,
+    /// Loom only: copies an item, for `Fault::DeliverTwice` (set by
+    /// [`Handoff::new_cloning`]).
+    #[cfg(feature = "loom")]
+    copy: Option<fn(&T) -> T>,
 }
 
 /// The hand-off was closed; the items that were not taken are handed back.
@@ -66,14 +75,39 @@ impl<T> Handoff<T> {
                 queue: VecDeque::new(),
                 first_at: None,
                 closed: false,
+                #[cfg(feature = "loom")]
+                redelivered: false,
             }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             capacity,
             batch,
             #[cfg(feature = "loom")]
-            fault: fault::injected()
-                .filter(|f| matches!(f, Fault::SkipNotFull | Fault::SkipNotEmpty)),
+            fault: fault::injected().filter(|f| {
+                matches!(
+                    f,
+                    Fault::SkipNotFull
+                        | Fault::SkipNotEmpty
+                        | Fault::LoseOnFull
+                        | Fault::DeliverTwice
+                )
+            }),
+            #[cfg(feature = "loom")]
+            copy: None,
+        }
+    }
+
+    /// Loom only: [`Handoff::new`], able to copy items, so that
+    /// `Fault::DeliverTwice` can be injected into it.
+    #[cfg(feature = "loom")]
+    #[doc(hidden)]
+    pub fn new_cloning(capacity: usize, batch: usize) -> Self
+    where
+        T: Clone,
+    {
+        Handoff {
+            copy: Some(T::clone),
+            ..Self::new(capacity, batch)
         }
     }
 
@@ -94,6 +128,17 @@ impl<T> Handoff<T> {
                 continue;
             }
             let was_empty = st.queue.is_empty();
+            // Loom only, `Fault::LoseOnFull`: the next item is taken before
+            // the room is checked, and dropped when there is none.
+            #[cfg(feature = "loom")]
+            if self.fault == Some(Fault::LoseOnFull) {
+                for item in items.by_ref() {
+                    if st.queue.len() >= self.capacity {
+                        break;
+                    }
+                    st.queue.push_back(item);
+                }
+            }
             while st.queue.len() < self.capacity {
                 match items.next() {
                     Some(item) => st.queue.push_back(item),
@@ -147,6 +192,16 @@ impl<T> Handoff<T> {
             st = wait_timeout(&self.not_empty, st, linger - waited);
         }
         let n = st.queue.len().min(self.batch);
+        // Loom only, `Fault::DeliverTwice`: the first batch is copied out but
+        // its items stay queued, so the next receive takes them again.
+        #[cfg(feature = "loom")]
+        if let (Some(Fault::DeliverTwice), Some(copy), false) =
+            (self.fault, self.copy, st.redelivered)
+        {
+            st.redelivered = true;
+            out.extend(st.queue.iter().take(n).map(copy));
+            return true;
+        }
         out.extend(st.queue.drain(..n));
         st.first_at = if st.queue.is_empty() {
             None

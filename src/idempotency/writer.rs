@@ -4,6 +4,17 @@
 //! committed keys beyond the hot cache's capacity (adding each to the Bloom
 //! filter first).
 //!
+//! # Commit, then evict
+//!
+//! A key leaves the hot cache only after its record is committed (step 4 of
+//! the claim protocol, [`claim`](super::claim)): the writer evicts only keys
+//! of batches it has committed, oldest first, and adds each to the Bloom
+//! filter before removing its entry. So a worker that misses the cache finds
+//! the key through the filter and the store. `loom_tests/claim.rs` drives
+//! [`run`] itself (with an in-memory `StoreWriter`) against the engine's claim
+//! step; under the `loom` feature (only) the settings can carry
+//! `Fault::EvictBeforeCommit`, which the model must reject.
+//!
 //! If a commit fails (disk full, database locked past the busy timeout,
 //! read-only file), the writer stops committing: the caller is told (the engine
 //! stops admission and reports the error), and this batch and every later one
@@ -25,6 +36,8 @@ use super::handoff::Handoff;
 use super::store::{RecordStatus, StoreError, StoreWriter};
 
 pub use super::store::Pending;
+#[cfg(feature = "loom")]
+use crate::sync::fault::{self, Fault};
 
 /// What the writer did, for the report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -62,18 +75,61 @@ pub struct CommitTimes {
     pub max: f64,
 }
 
-pub(crate) struct WriterSettings {
-    pub(crate) linger: Duration,
-    pub(crate) cache_capacity: usize,
+/// How the writer batches, how many committed keys the hot cache keeps, and
+/// where records that cannot be committed go.
+#[doc(hidden)]
+pub struct WriterSettings {
+    linger: Duration,
+    cache_capacity: usize,
     /// Where batches that cannot be committed go, if anywhere.
-    pub(crate) recovery_path: Option<PathBuf>,
+    recovery_path: Option<PathBuf>,
     /// The processor whose records these are (for the recovery file).
-    pub(crate) processor: CompactString,
+    processor: CompactString,
+    /// A deliberate bug for the loom models (`sync::fault::with_fault`); the
+    /// field does not exist outside loom builds.
+    #[cfg(feature = "loom")]
+    fault: Option<Fault>,
+}
+
+impl WriterSettings {
+    /// Batches wait at most `linger` after their first record; at most
+    /// `cache_capacity` committed keys stay in the hot cache; unsaved records
+    /// of `processor` go to `recovery_path`, if there is one.
+    pub fn new(
+        linger: Duration,
+        cache_capacity: usize,
+        recovery_path: Option<PathBuf>,
+        processor: &str,
+    ) -> Self {
+        WriterSettings {
+            linger,
+            cache_capacity,
+            recovery_path,
+            processor: processor.into(),
+            #[cfg(feature = "loom")]
+            fault: fault::injected().filter(|f| *f == Fault::EvictBeforeCommit),
+        }
+    }
+
+    /// Loom only, `Fault::EvictBeforeCommit`: evict a batch's keys before
+    /// committing it.
+    #[cfg(feature = "loom")]
+    fn evicts_before_commit(&self) -> bool {
+        self.fault == Some(Fault::EvictBeforeCommit)
+    }
+
+    /// Always false outside loom builds (the fault does not exist there).
+    #[cfg(not(feature = "loom"))]
+    #[inline(always)]
+    fn evicts_before_commit(&self) -> bool {
+        false
+    }
 }
 
 /// Runs the writer until the hand-off is closed and drained. `on_batch` is
 /// called after every batch with the batch and the commit's result.
-pub(crate) fn run(
+#[doc(hidden)]
+pub fn run(
     mut writer: Box<dyn StoreWriter>,
     handoff: &Handoff<Pending>,
     table: &ClaimTable,
@@ -95,6 +151,13 @@ pub(crate) fn run(
             batch.clear();
             continue;
         }
+        let evict_first = settings.evicts_before_commit();
+        if evict_first {
+            // Loom only, `Fault::EvictBeforeCommit`: the keys leave the cache
+            // while their records are not committed yet.
+            remember_committed(&batch, &mut committed_keys);
+            evict_excess(table, bloom, &settings, &mut committed_keys, &mut report);
+        }
         let start = Instant::now();
         let result = writer.commit(&batch);
         commit_ns.saturating_record(start.elapsed().as_nanos() as u64);
@@ -104,25 +167,9 @@ pub(crate) fn run(
                 report.records += batch.len() as u64;
                 report.dead_letters += batch.iter().filter(|p| p.dead.is_some()).count() as u64;
                 report.max_batch = report.max_batch.max(batch.len() as u64);
-                committed_keys.extend(
-                    batch
-                        .iter()
-                        .filter(|p| p.record.status == RecordStatus::Succeeded)
-                        .map(|p| p.record.task.idempotency_key.clone()),
-                );
-                // Evict the oldest committed keys beyond the capacity; each goes
-                // into the Bloom filter first, so a claim that misses the cache
-                // after the eviction finds it there (and then in the store).
-                let mut excess = table.len().saturating_sub(settings.cache_capacity);
-                while excess > 0 {
-                    let Some(key) = committed_keys.pop_front() else {
-                        break;
-                    };
-                    bloom.insert(&key);
-                    if table.evict_committed(&key) {
-                        report.evictions += 1;
-                        excess -= 1;
-                    }
+                if !evict_first {
+                    remember_committed(&batch, &mut committed_keys);
+                    evict_excess(table, bloom, &settings, &mut committed_keys, &mut report);
                 }
             }
             Err(e) => {
@@ -146,6 +193,41 @@ pub(crate) fn run(
         };
     }
     report
+}
+
+/// Queues the keys of a committed batch's successes for eviction.
+#[inline]
+fn remember_committed(batch: &[Pending], committed_keys: &mut VecDeque<CompactString>) {
+    committed_keys.extend(
+        batch
+            .iter()
+            .filter(|p| p.record.status == RecordStatus::Succeeded)
+            .map(|p| p.record.task.idempotency_key.clone()),
+    );
+}
+
+/// Evicts the oldest committed keys beyond the cache's capacity; each goes
+/// into the Bloom filter first, so a claim that misses the cache after the
+/// eviction finds it there (and then in the store).
+#[inline]
+fn evict_excess(
+    table: &ClaimTable,
+    bloom: &Bloom,
+    settings: &WriterSettings,
+    committed_keys: &mut VecDeque<CompactString>,
+    report: &mut WriterReport,
+) {
+    let mut excess = table.len().saturating_sub(settings.cache_capacity);
+    while excess > 0 {
+        let Some(key) = committed_keys.pop_front() else {
+            break;
+        };
+        bloom.insert(&key);
+        if table.evict_committed(&key) {
+            report.evictions += 1;
+            excess -= 1;
+        }
+    }
 }
 
 /// Appends a batch that could not be committed to the recovery file.
@@ -189,12 +271,7 @@ mod tests {
     }
 
     fn settings(recovery_path: PathBuf) -> WriterSettings {
-        WriterSettings {
-            linger: Duration::from_millis(1),
-            cache_capacity: 1,
-            recovery_path: Some(recovery_path),
-            processor: "p".into(),
-        }
+        WriterSettings::new(Duration::from_millis(1), 1, Some(recovery_path), "p")
     }
 
     #[test]

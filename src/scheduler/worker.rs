@@ -4,7 +4,7 @@ use crate::engine::{Job, Shared, WorkerCtx};
 use crate::sync::deque::Worker;
 use crate::sync::{Arc, Backoff};
 
-use super::{LaneView, Source};
+use super::{LaneView, Scheduler, Source};
 
 /// What a worker hands back when it exits.
 pub(crate) struct WorkerExit {
@@ -52,6 +52,84 @@ fn prefetch(job: &Job) {
     let _ = job;
 }
 
+/// What the worker loop needs from the engine: its scheduler, its drain, a
+/// clock, and what to do with a job and when idle.
+///
+/// The loop ([`work`]) is generic over it so that the loom models
+/// (`loom_tests/parking.rs`) run the engine's own loop, spin and lookahead
+/// included, with a stand-in job; the engine's implementation is `Shared`'s
+/// (below), and the loop is monomorphised for it, so the engine runs the same
+/// code as before the loop was made generic.
+#[doc(hidden)]
+pub trait WorkerHost {
+    /// What the scheduler queues.
+    type Job;
+    /// The worker's own state, handed to every call.
+    type Ctx;
+    /// The scheduler the worker takes jobs from.
+    fn scheduler(&self) -> &Scheduler<Self::Job>;
+    /// True once admission is closed and holds nothing: the worker exits.
+    fn is_drained(&self) -> bool;
+    /// A clock reading.
+    fn now(&self) -> u64;
+    /// Nanoseconds from reading `start` to reading `end`.
+    fn nanos_between(&self, start: u64, end: u64) -> u64;
+    /// Runs `job`, which the worker turned to at `start`; returns the clock
+    /// reading at its end.
+    fn execute(&self, job: Self::Job, start: u64, ctx: &mut Self::Ctx) -> u64;
+    /// The worker found nothing to do (hand over what it holds).
+    fn idle(&self, ctx: &mut Self::Ctx);
+    /// The job the worker just took was stolen from a sibling.
+    fn stolen(ctx: &mut Self::Ctx);
+    /// A hint that `job` runs next (the engine prefetches it).
+    fn prefetch(_job: &Self::Job) {}
+}
+
+impl WorkerHost for Shared {
+    type Job = Box<Job>;
+    type Ctx = WorkerCtx;
+
+    #[inline]
+    fn scheduler(&self) -> &Scheduler<Box<Job>> {
+        &self.scheduler
+    }
+
+    #[inline]
+    fn is_drained(&self) -> bool {
+        self.admission.is_drained()
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        self.clock.raw()
+    }
+
+    #[inline]
+    fn nanos_between(&self, start: u64, end: u64) -> u64 {
+        self.clock.delta_as_nanos(start, end)
+    }
+
+    #[inline]
+    fn execute(&self, job: Box<Job>, start: u64, ctx: &mut WorkerCtx) -> u64 {
+        Shared::execute(self, job, start, ctx)
+    }
+
+    #[inline]
+    fn idle(&self, ctx: &mut WorkerCtx) {
+        Shared::idle(self, ctx);
+    }
+
+    #[inline]
+    fn stolen(ctx: &mut WorkerCtx) {
+        ctx.recorder.steals += 1;
+    }
+
+    #[inline]
+    fn prefetch(job: &Box<Job>) {
+        prefetch(job);
+    }
+}
+
 /// Runs worker `ctx.index` until the engine is closed and drained.
 pub(crate) fn run(
     shared: Arc<Shared>,
@@ -61,8 +139,19 @@ pub(crate) fn run(
 ) -> WorkerExit {
     let core = core.filter(|&c| super::pin::pin_current(c));
     let born = shared.clock.raw();
-    let sched = &shared.scheduler;
-    let mut rng = 0x2545_f491_4f6c_dd1d ^ ((ctx.index as u64 + 1) << 32);
+    let index = ctx.index;
+    work(&*shared, index, &local, &mut ctx);
+    let wall_ns = shared.clock.delta_as_nanos(born, shared.clock.raw());
+    WorkerExit { ctx, core, wall_ns }
+}
+
+/// The worker loop of worker `index`: find work, run it, release slots, spin,
+/// park, and return once `host` is drained.
+#[doc(hidden)]
+#[inline]
+pub fn work<H: WorkerHost>(host: &H, index: usize, local: &Worker<H::Job>, ctx: &mut H::Ctx) {
+    let sched = host.scheduler();
+    let mut rng = 0x2545_f491_4f6c_dd1d ^ ((index as u64 + 1) << 32);
     let mut view = LaneView::new();
     // End of the previous task while the worker goes straight on; `None` after idling.
     let mut last_end: Option<u64> = None;
@@ -70,13 +159,13 @@ pub(crate) fn run(
     let mut searching = false;
     // The next job, taken from the local deque while the previous one was
     // short (see `LOOKAHEAD_NS`), with its first lines prefetched.
-    let mut ahead: Option<Box<Job>> = None;
+    let mut ahead: Option<H::Job> = None;
     // The previous job's service time was under `LOOKAHEAD_NS`.
     let mut short = false;
     'work: loop {
         let found = match ahead.take() {
             Some(job) => Some((job, Source::Local)),
-            None => sched.find(ctx.index, &local, &mut rng, &mut view),
+            None => sched.find(index, local, &mut rng, &mut view),
         };
         if let Some((job, source)) = found {
             if searching {
@@ -84,21 +173,20 @@ pub(crate) fn run(
                 searching = false;
             }
             if source == Source::Sibling {
-                ctx.recorder.steals += 1;
+                H::stolen(ctx);
             }
-            let start = last_end.unwrap_or_else(|| shared.clock.raw());
+            let start = last_end.unwrap_or_else(|| host.now());
             if short {
                 ahead = local.pop();
                 if let Some(next) = &ahead {
-                    prefetch(next);
+                    H::prefetch(next);
                 }
             }
-            let end = shared.execute(job, start, &mut ctx);
+            let end = host.execute(job, start, ctx);
             // Under loom the models must be deterministic, and a wall-clock
             // reading is not: there the worker always looks ahead, so the
             // models check that path.
-            short =
-                cfg!(feature = "loom") || shared.clock.delta_as_nanos(start, end) < LOOKAHEAD_NS;
+            short = cfg!(feature = "loom") || host.nanos_between(start, end) < LOOKAHEAD_NS;
             last_end = Some(end);
             continue;
         }
@@ -107,34 +195,30 @@ pub(crate) fn run(
         // Idle. Hand over buffered records and held slots at once, so that the
         // writer, a blocked producer, or shutdown waiting for the drain, does not
         // wait on us.
-        shared.idle(&mut ctx);
+        host.idle(ctx);
         // Search (spin) until work is found, unless enough workers already do.
         if searching || sched.sleep.try_start_search() {
             let backoff = Backoff::new();
             while !backoff.is_completed() {
                 backoff.snooze();
-                if let Some((job, source)) = sched.find(ctx.index, &local, &mut rng, &mut view) {
+                if let Some((job, source)) = sched.find(index, local, &mut rng, &mut view) {
                     sched.sleep.found_work();
                     searching = false;
                     if source == Source::Sibling {
-                        ctx.recorder.steals += 1;
+                        H::stolen(ctx);
                     }
-                    let start = shared.clock.raw();
-                    last_end = Some(shared.execute(job, start, &mut ctx));
+                    let start = host.now();
+                    last_end = Some(host.execute(job, start, ctx));
                     continue 'work;
                 }
             }
             sched.sleep.end_search();
         }
-        if shared.admission.is_drained() {
+        if host.is_drained() {
             break;
         }
-        sched
-            .sleep
-            .sleep(|| sched.has_work() || shared.admission.is_drained());
+        sched.sleep.sleep(|| sched.has_work() || host.is_drained());
         // `sleep` returns searching: a woken worker looks for its work.
         searching = true;
     }
-    let wall_ns = shared.clock.delta_as_nanos(born, shared.clock.raw());
-    WorkerExit { ctx, core, wall_ns }
 }

@@ -53,6 +53,16 @@ pub enum Fault {
     SkipNotFull,
     /// Handoff: a send never wakes the receiver parked on an empty queue.
     SkipNotEmpty,
+    /// Handoff: `send_all` takes the next item before it checks for room, and
+    /// drops it when the queue is full: a record handed to the writer is lost.
+    LoseOnFull,
+    /// Handoff: the receiver's first batch is copied out but left queued, so
+    /// the next receive takes it again: records delivered twice. Needs a
+    /// `Handoff` built with `Handoff::new_cloning` (it copies the items).
+    DeliverTwice,
+    /// Writer: evicts a committed batch's keys from the hot cache before it
+    /// commits the batch, so a key can leave the cache unrecorded.
+    EvictBeforeCommit,
     /// DelayQueue: `push` never wakes the timer thread.
     SkipPushNotify,
     /// DelayQueue: the timer thread returns as soon as it sees `close`, even
