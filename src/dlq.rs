@@ -117,7 +117,7 @@ pub struct Retried {
 }
 
 /// Re-drives the selected dead letters that `processor` made
-/// ([`Processor::name`](crate::Processor::name)) through an engine configured
+/// ([`Processor::name`]) through an engine configured
 /// by `config` (whose `store` must point at the database). With
 /// `adopt_unknown`, dead letters written before processors were recorded are
 /// given to `processor` first and re-driven too. Dead letters of other

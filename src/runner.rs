@@ -63,7 +63,7 @@ impl ProcessorKind {
     ];
 
     /// The name this kind's records carry
-    /// ([`Processor::name`](crate::Processor::name) of the processor it builds).
+    /// ([`Processor::name`] of the processor it builds).
     pub fn record_name(self) -> &'static str {
         match self {
             ProcessorKind::Simulated => "simulated",
