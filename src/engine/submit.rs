@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 
 use super::pool::Spare;
-use super::{Job, Shared, SubmitError};
+use super::{Job, Shared};
 use crate::admission::{Admission, AdmissionMode, AdmitError};
 use crate::scheduler::Lane;
 use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -257,5 +257,25 @@ impl Drop for Submitter {
             self.shared.scheduler.close_lane(lane);
         }
         self.spare.get_mut().return_to(&self.shared.pool);
+    }
+}
+
+/// Why a submission was refused. Either way the task is handed back.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The engine holds `capacity` tasks (reject mode, or [`Submitter::try_submit`]).
+    #[error("engine is at capacity")]
+    Full(Task),
+    /// The engine stopped admitting (shutdown began, or storage failed).
+    #[error("engine is shut down")]
+    Closed(Task),
+}
+
+impl SubmitError {
+    /// The refused task.
+    pub fn into_task(self) -> Task {
+        match self {
+            SubmitError::Full(t) | SubmitError::Closed(t) => t,
+        }
     }
 }

@@ -8,11 +8,14 @@
 //! - [`sqlite`]: the embedded SQLite store (WAL, versioned schema).
 //! - [`handoff`]: the bounded queue from workers to the writer.
 //! - `writer`: the write-behind batcher thread that owns the write connection.
+//! - `setup`: a run's idempotency state: store opening, recovery replay, Bloom
+//!   seeding, and the writer over it.
 
 pub(crate) mod bloom;
 pub mod claim;
 pub mod handoff;
 pub(crate) mod recovery;
+pub(crate) mod setup;
 pub mod sqlite;
 pub mod store;
 pub(crate) mod writer;

@@ -1,17 +1,13 @@
 //! The worker loop: find work, run it, release slots, spin, park, exit when drained.
+//!
+//! The loop is generic over a [`WorkerHost`] (what to do with a job, when
+//! idle, when to exit): this module does not know the engine, whose host is
+//! in `engine/worker.rs`.
 
-use crate::engine::{Job, Shared, WorkerCtx};
 use crate::sync::deque::Worker;
-use crate::sync::{Arc, Backoff};
+use crate::sync::Backoff;
 
 use super::{LaneView, Scheduler, Source};
-
-/// What a worker hands back when it exits.
-pub(crate) struct WorkerExit {
-    pub(crate) ctx: WorkerCtx,
-    pub(crate) core: Option<usize>,
-    pub(crate) wall_ns: u64,
-}
 
 /// Service time under which a worker takes its next job from its local
 /// deque before running the current one, and prefetches it.
@@ -32,33 +28,13 @@ pub(crate) struct WorkerExit {
 /// `a_job_taken_ahead_waits_behind_one_job_at_most`).
 const LOOKAHEAD_NS: u64 = 20_000;
 
-/// Asks for the first two cache lines of `job` (it spans two or three).
-#[inline]
-fn prefetch(job: &Job) {
-    #[cfg(all(target_arch = "x86_64", not(feature = "loom")))]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = (job as *const Job).cast::<i8>();
-        // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is a hint
-        // that never faults and never changes memory, whatever the address;
-        // both addresses here lie inside (or one line past the start of) a
-        // live `Job`.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p);
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
-        }
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(feature = "loom"))))]
-    let _ = job;
-}
-
 /// What the worker loop needs from the engine: its scheduler, its drain, a
 /// clock, and what to do with a job and when idle.
 ///
 /// The loop ([`work`]) is generic over it so that the loom models
 /// (`loom_tests/parking.rs`) run the engine's own loop, spin and lookahead
 /// included, with a stand-in job; the engine's implementation is `Shared`'s
-/// (below), and the loop is monomorphised for it, so the engine runs the same
+/// (in `engine/worker.rs`), and the loop is monomorphised for it, so the engine runs the same
 /// code as before the loop was made generic.
 #[doc(hidden)]
 pub trait WorkerHost {
@@ -83,66 +59,6 @@ pub trait WorkerHost {
     fn stolen(ctx: &mut Self::Ctx);
     /// A hint that `job` runs next (the engine prefetches it).
     fn prefetch(_job: &Self::Job) {}
-}
-
-impl WorkerHost for Shared {
-    type Job = Box<Job>;
-    type Ctx = WorkerCtx;
-
-    #[inline]
-    fn scheduler(&self) -> &Scheduler<Box<Job>> {
-        &self.scheduler
-    }
-
-    #[inline]
-    fn is_drained(&self) -> bool {
-        self.admission.is_drained()
-    }
-
-    #[inline]
-    fn now(&self) -> u64 {
-        self.clock.raw()
-    }
-
-    #[inline]
-    fn nanos_between(&self, start: u64, end: u64) -> u64 {
-        self.clock.delta_as_nanos(start, end)
-    }
-
-    #[inline]
-    fn execute(&self, job: Box<Job>, start: u64, ctx: &mut WorkerCtx) -> u64 {
-        Shared::execute(self, job, start, ctx)
-    }
-
-    #[inline]
-    fn idle(&self, ctx: &mut WorkerCtx) {
-        Shared::idle(self, ctx);
-    }
-
-    #[inline]
-    fn stolen(ctx: &mut WorkerCtx) {
-        ctx.recorder.steals += 1;
-    }
-
-    #[inline]
-    fn prefetch(job: &Box<Job>) {
-        prefetch(job);
-    }
-}
-
-/// Runs worker `ctx.index` until the engine is closed and drained.
-pub(crate) fn run(
-    shared: Arc<Shared>,
-    local: Worker<Box<Job>>,
-    mut ctx: WorkerCtx,
-    core: Option<usize>,
-) -> WorkerExit {
-    let core = core.filter(|&c| super::pin::pin_current(c));
-    let born = shared.clock.raw();
-    let index = ctx.index;
-    work(&*shared, index, &local, &mut ctx);
-    let wall_ns = shared.clock.delta_as_nanos(born, shared.clock.raw());
-    WorkerExit { ctx, core, wall_ns }
 }
 
 /// The worker loop of worker `index`: find work, run it, release slots, spin,
