@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::processor::{mix, unit};
+use crate::setting;
 
 /// When and how often a transiently failed task is tried again.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -45,22 +46,24 @@ impl RetryPolicy {
     pub fn validate(&self) -> Result<(), Error> {
         if self.max_retries > 100 {
             return Err(Error::config(
-                "max-retries",
+                setting::RETRY_MAX_RETRIES,
                 format!("must be at most 100, got {}", self.max_retries),
             ));
         }
         if self.backoff_max_ms < self.backoff_base_ms {
             return Err(Error::config(
-                "backoff-max-ms",
+                setting::RETRY_BACKOFF_MAX_MS,
                 format!(
-                    "must be at least --backoff-base-ms ({}), got {}",
-                    self.backoff_base_ms, self.backoff_max_ms
+                    "must be at least {} ({}), got {}",
+                    setting::RETRY_BACKOFF_BASE_MS,
+                    self.backoff_base_ms,
+                    self.backoff_max_ms
                 ),
             ));
         }
         if self.backoff_max_ms > 24 * 3_600_000 {
             return Err(Error::config(
-                "backoff-max-ms",
+                setting::RETRY_BACKOFF_MAX_MS,
                 format!("must be at most one day, got {}", self.backoff_max_ms),
             ));
         }
@@ -155,13 +158,13 @@ mod tests {
         }
         .validate()
         .unwrap_err();
-        assert!(e.to_string().contains("--backoff-max-ms"), "{e}");
+        assert!(e.to_string().contains("retry.backoff_max_ms"), "{e}");
         let e = RetryPolicy {
             max_retries: 1000,
             ..Default::default()
         }
         .validate()
         .unwrap_err();
-        assert!(e.to_string().contains("--max-retries"), "{e}");
+        assert!(e.to_string().contains("retry.max_retries"), "{e}");
     }
 }
