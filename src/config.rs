@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::idempotency::StoreConfig;
 use crate::processor::ErrorClass;
 use crate::retry::RetryPolicy;
+use crate::setting;
 
 /// Largest accepted worker count.
 pub const MAX_WORKERS: usize = 1024;
@@ -93,13 +94,13 @@ impl EngineConfig {
     pub fn validate(&self) -> Result<(), Error> {
         if !(1..=MAX_WORKERS).contains(&self.workers) {
             return Err(Error::config(
-                "workers",
+                setting::WORKERS,
                 format!("must be between 1 and {MAX_WORKERS}, got {}", self.workers),
             ));
         }
         if !(1..=MAX_CAPACITY).contains(&self.capacity) {
             return Err(Error::config(
-                "capacity",
+                setting::CAPACITY,
                 format!(
                     "must be between 1 and {MAX_CAPACITY}, got {}",
                     self.capacity
@@ -109,7 +110,7 @@ impl EngineConfig {
         if let Some(b) = self.release_batch {
             if b == 0 || b > self.capacity {
                 return Err(Error::config(
-                    "release-batch",
+                    setting::RELEASE_BATCH,
                     format!(
                         "must be between 1 and the capacity ({}), got {b}",
                         self.capacity
@@ -123,7 +124,7 @@ impl EngineConfig {
         self.retry.validate()?;
         if self.task_timeout_ms == Some(0) {
             return Err(Error::config(
-                "task-timeout-ms",
+                setting::TASK_TIMEOUT_MS,
                 "must be at least 1, got 0",
             ));
         }

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::idempotency::{DeadLetter, SqliteOptions, SqliteStore, UNKNOWN_PROCESSOR};
 use crate::metrics::Report;
 use crate::processor::Processor;
+use crate::setting;
 
 /// Which dead letters a command applies to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,7 +141,7 @@ pub fn retry(
 ) -> Result<Retried, Error> {
     let Some(store_config) = &config.store else {
         return Err(Error::config(
-            "db",
+            setting::STORE,
             "re-driving dead letters needs a database",
         ));
     };

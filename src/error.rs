@@ -2,13 +2,17 @@
 
 use std::io;
 
+use crate::setting::ConfigError;
+
 /// Everything that can stop taskq from starting or finishing a run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A setting is out of range or inconsistent.
-    #[error("invalid setting --{setting}: {message}")]
+    #[error("invalid setting {setting}: {message}")]
     Config {
-        /// The setting, named as on the command line.
+        /// The setting, named by its field ([`setting`](crate::setting):
+        /// `workers`, `store.batch_size`); the command line names its flag
+        /// instead ([`cli::flag_for`](crate::cli::flag_for)).
         setting: &'static str,
         /// What is wrong and what is accepted.
         message: String,
@@ -36,6 +40,15 @@ pub enum Error {
         /// `source`, so that `{:#}` states it once).
         cause: io::Error,
     },
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config {
+            setting: e.setting,
+            message: e.message,
+        }
+    }
 }
 
 impl Error {

@@ -49,6 +49,7 @@ pub mod retry;
 pub mod runner;
 pub mod samples;
 pub(crate) mod scheduler;
+pub mod setting;
 pub(crate) mod sync;
 pub mod task;
 

@@ -28,9 +28,22 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            eprintln!("error: {:#}", named_by_flag(err));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The library names a bad setting by its field; the command line names its
+/// flag ([`taskq::cli::named_by_flag`]). Only a bare `taskq::Error` is
+/// converted: one wrapped in context would lose it.
+fn named_by_flag(err: anyhow::Error) -> anyhow::Error {
+    if err.chain().count() > 1 {
+        return err;
+    }
+    match err.downcast::<taskq::Error>() {
+        Ok(e) => taskq::cli::named_by_flag(e).into(),
+        Err(err) => err,
     }
 }
 

@@ -36,6 +36,7 @@ use crate::object_store::LocalStore;
 use crate::processor::thumbnail::VARIANTS_PREFIX;
 use crate::processor::{CpuHash, Noop, Processor, Simulated, SimulatedConfig, Thumbnail};
 use crate::samples::{seed_images, SampleOptions};
+use crate::setting;
 use crate::task::Task;
 
 /// Which processor a run uses.
@@ -151,21 +152,21 @@ impl RunConfig {
         self.simulated.validate()?;
         if !(1..=1024).contains(&self.producers) {
             return Err(Error::config(
-                "producers",
+                setting::PRODUCERS,
                 format!("must be between 1 and 1024, got {}", self.producers),
             ));
         }
         match (self.processor, &self.object_store) {
             (ProcessorKind::Thumbnail, None) => {
                 return Err(Error::config(
-                    "store",
+                    setting::OBJECT_STORE,
                     "the thumbnail processor needs --store DIR, the object store's root",
                 ))
             }
             (ProcessorKind::Thumbnail, Some(_)) => {}
             (other, Some(_)) => {
                 return Err(Error::config(
-                    "store",
+                    setting::OBJECT_STORE,
                     format!(
                         "is used by --processor thumbnail only, not by --processor {}",
                         format!("{other:?}").to_lowercase()
@@ -175,12 +176,12 @@ impl RunConfig {
             (_, None) => {}
         }
         if self.seed_images.is_some() && self.object_store.is_none() {
-            return Err(Error::config("seed-images", "needs --store DIR"));
+            return Err(Error::config(setting::SEED_IMAGES, "needs --store DIR"));
         }
         if let Some(n) = self.seed_images {
             SampleOptions::new(n).validate().map_err(|_| {
                 Error::config(
-                    "seed-images",
+                    setting::SEED_IMAGES,
                     format!(
                         "must be between 1 and {}, got {n}",
                         crate::samples::MAX_SAMPLE_IMAGES
@@ -190,7 +191,7 @@ impl RunConfig {
         }
         if self.max_record_bytes < 64 {
             return Err(Error::config(
-                "max-record-bytes",
+                setting::MAX_RECORD_BYTES,
                 format!("must be at least 64, got {}", self.max_record_bytes),
             ));
         }
@@ -226,10 +227,12 @@ pub fn build_processor(config: &RunConfig) -> Result<Arc<dyn Processor>, Error> 
         ProcessorKind::Noop => Arc::new(Noop),
         ProcessorKind::Cpu => Arc::new(CpuHash::for_micros(2.0)),
         ProcessorKind::Thumbnail => {
-            let root = config
-                .object_store
-                .as_deref()
-                .ok_or_else(|| Error::config("store", "the thumbnail processor needs --store"))?;
+            let root = config.object_store.as_deref().ok_or_else(|| {
+                Error::config(
+                    setting::OBJECT_STORE,
+                    "the thumbnail processor needs --store",
+                )
+            })?;
             let mut store = LocalStore::open(root)?;
             // One run per store, held as long as the processor: the sweep
             // below would otherwise delete another run's writes in progress.

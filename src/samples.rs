@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::object_store::{ObjectError, ObjectStore};
 use crate::processor::thumbnail::{encode, Pixels};
 use crate::processor::{mix, splitmix};
+use crate::setting;
 use crate::task::{Size, MAX_DIMENSION};
 
 /// The key of the task file that [`seed_images`] writes.
@@ -62,14 +63,14 @@ impl SampleOptions {
     pub fn validate(&self) -> Result<(), Error> {
         if !(1..=MAX_SAMPLE_IMAGES).contains(&self.count) {
             return Err(Error::config(
-                "count",
+                setting::COUNT,
                 format!(
                     "must be between 1 and {MAX_SAMPLE_IMAGES}, got {}",
                     self.count
                 ),
             ));
         }
-        for (name, v) in [("width", self.width), ("height", self.height)] {
+        for (name, v) in [(setting::WIDTH, self.width), (setting::HEIGHT, self.height)] {
             if !(1..=MAX_DIMENSION).contains(&v) {
                 return Err(Error::config(
                     name,
@@ -78,7 +79,10 @@ impl SampleOptions {
             }
         }
         if self.sizes.is_empty() {
-            return Err(Error::config("sizes", "must name at least one WxH size"));
+            return Err(Error::config(
+                setting::SIZES,
+                "must name at least one WxH size",
+            ));
         }
         Ok(())
     }
@@ -240,12 +244,12 @@ mod tests {
         let store = LocalStore::open(dir.path()).unwrap();
         let mut o = SampleOptions::new(0);
         let e = seed_images(&store, &o).unwrap_err().to_string();
-        assert!(e.contains("--count"), "{e}");
+        assert!(e.starts_with("invalid setting count: "), "{e}");
         o.count = 1;
         o.width = 0;
         assert!(seed_images(&store, &o)
             .unwrap_err()
             .to_string()
-            .contains("--width"));
+            .starts_with("invalid setting width: "));
     }
 }

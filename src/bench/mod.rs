@@ -347,7 +347,8 @@ impl Scenario {
                     format!("must be a share in [0, 1), got {}", f.transient_rate),
                 ));
             }
-            f.policy(0).validate()?;
+            // The library names the field; a scenario names its flags.
+            f.policy(0).validate().map_err(crate::cli::named_by_flag)?;
         }
         Ok(())
     }

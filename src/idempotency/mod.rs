@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::setting::{self, ConfigError};
 pub use claim::{Claim, ClaimTable};
 pub use sqlite::{
     tune_sqlite_process, Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION, UNKNOWN_PROCESSOR,
@@ -70,25 +70,29 @@ impl StoreConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the bad setting.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// A [`ConfigError`] naming the bad setting (it converts into
+    /// [`Error::Config`](crate::Error::Config)).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=1_000_000).contains(&self.batch_size) {
-            return Err(Error::config(
-                "batch-size",
+            return Err(ConfigError::new(
+                setting::STORE_BATCH_SIZE,
                 format!("must be between 1 and 1000000, got {}", self.batch_size),
             ));
         }
         if self.batch_ms > 60_000 {
-            return Err(Error::config(
-                "batch-ms",
+            return Err(ConfigError::new(
+                setting::STORE_BATCH_MS,
                 format!("must be at most 60000, got {}", self.batch_ms),
             ));
         }
         if self.cache_capacity == 0 {
-            return Err(Error::config("cache-capacity", "must be at least 1, got 0"));
+            return Err(ConfigError::new(
+                setting::STORE_CACHE_CAPACITY,
+                "must be at least 1, got 0",
+            ));
         }
         if self.path.as_os_str().is_empty() {
-            return Err(Error::config("db", "must not be empty"));
+            return Err(ConfigError::new(setting::STORE_PATH, "must not be empty"));
         }
         Ok(())
     }

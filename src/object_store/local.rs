@@ -53,6 +53,7 @@ use super::{
     LOCK_FILE, TEMP_PREFIX,
 };
 use crate::error::Error;
+use crate::setting;
 
 /// An object store rooted at a local directory.
 #[derive(Debug)]
@@ -71,7 +72,7 @@ impl LocalStore {
     /// # Errors
     ///
     /// [`Error::Io`] when `root` does not exist or cannot be resolved,
-    /// [`Error::Config`] (`store`) when it is not a directory.
+    /// [`Error::Config`] (`object_store`) when it is not a directory.
     pub fn open(root: impl AsRef<Path>) -> Result<Self, Error> {
         let given = root.as_ref();
         let root = fs::canonicalize(given).map_err(|e| {
@@ -82,7 +83,7 @@ impl LocalStore {
         })?;
         if !root.is_dir() {
             return Err(Error::config(
-                "store",
+                setting::OBJECT_STORE,
                 format!("{} is not a directory", given.display()),
             ));
         }

@@ -15,12 +15,13 @@ use std::time::Instant;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-pub use crate::metrics::{ProcessorReport, StageReport};
 use crate::task::Task;
 
+mod report;
 mod simulated;
 mod stages;
 pub mod thumbnail;
+pub use report::{ProcessorReport, StageReport};
 pub use simulated::{CpuHash, Simulated, SimulatedConfig};
 pub use thumbnail::Thumbnail;
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{mix, splitmix, unit, Attempt, ErrorClass, Output, ProcessError, Processor};
 use crate::error::Error;
+use crate::setting;
 use crate::task::Task;
 
 /// Settings of the [`Simulated`] processor.
@@ -59,11 +60,11 @@ impl SimulatedConfig {
             }
             Ok(())
         };
-        ms("latency-ms", self.latency_ms)?;
-        ms("jitter-ms", self.jitter_ms)?;
+        ms(setting::LATENCY_MS, self.latency_ms)?;
+        ms(setting::JITTER_MS, self.jitter_ms)?;
         for (name, v) in [
-            ("transient-rate", self.transient_rate),
-            ("permanent-rate", self.permanent_rate),
+            (setting::TRANSIENT_RATE, self.transient_rate),
+            (setting::PERMANENT_RATE, self.permanent_rate),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(Error::config(
@@ -385,28 +386,28 @@ mod tests {
                     transient_rate: 1.5,
                     ..Default::default()
                 },
-                "transient-rate",
+                "transient_rate",
             ),
             (
                 SimulatedConfig {
                     permanent_rate: -0.1,
                     ..Default::default()
                 },
-                "permanent-rate",
+                "permanent_rate",
             ),
             (
                 SimulatedConfig {
                     latency_ms: f64::NAN,
                     ..Default::default()
                 },
-                "latency-ms",
+                "latency_ms",
             ),
             (
                 SimulatedConfig {
                     jitter_ms: -1.0,
                     ..Default::default()
                 },
-                "jitter-ms",
+                "jitter_ms",
             ),
         ] {
             let e = cfg.validate().unwrap_err().to_string();

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_utils::CachePadded;
 
-use crate::metrics::{ProcessorReport, StageReport};
+use super::report::{ProcessorReport, StageReport};
 
 #[derive(Default)]
 struct Cell {

@@ -1,5 +1,5 @@
-//! Retries: the backoff policy, and the delay queue where a task waits for its
-//! next attempt without holding a worker.
+//! [`DelayQueue`]: where a task waits for its next attempt without holding a
+//! worker.
 //!
 //! # Delay queue protocol
 //!
@@ -22,115 +22,24 @@
 //! feature (only) a `DelayQueue` can carry a deliberate
 //! `sync::fault::Fault` (a push that never wakes the timer, a
 //! close that drops waiting items) that the models must reject.
+//!
+//! # Memory ordering
+//!
+//! All of the queue's state (the heap, `expired`, `closed`) lives under one
+//! `Mutex`, so every push, `expire` and `close` is ordered with the timer's
+//! pops by that lock alone. `push`, `expire` and `close` notify the condvar
+//! while (or right after) changing the state under the lock, and the timer
+//! re-reads the state under the lock after every wake-up, so a notification
+//! that finds the timer not yet waiting is not lost: the timer sees the
+//! change before it waits.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use serde::Serialize;
-
-use crate::error::Error;
-use crate::processor::{mix, unit};
 #[cfg(feature = "loom")]
 use crate::sync::fault::{self, Fault};
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
-
-/// When and how often a transiently failed task is tried again.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (so at most `max_retries + 1` attempts).
-    pub max_retries: u32,
-    /// Backoff base, milliseconds.
-    pub backoff_base_ms: u64,
-    /// Backoff cap, milliseconds.
-    pub backoff_max_ms: u64,
-    /// Seed of the jitter draws.
-    pub seed: u64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 3,
-            backoff_base_ms: 50,
-            backoff_max_ms: 5_000,
-            seed: 0,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Checks the settings.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming the bad setting.
-    pub fn validate(&self) -> Result<(), Error> {
-        if self.max_retries > 100 {
-            return Err(Error::config(
-                "max-retries",
-                format!("must be at most 100, got {}", self.max_retries),
-            ));
-        }
-        if self.backoff_max_ms < self.backoff_base_ms {
-            return Err(Error::config(
-                "backoff-max-ms",
-                format!(
-                    "must be at least --backoff-base-ms ({}), got {}",
-                    self.backoff_base_ms, self.backoff_max_ms
-                ),
-            ));
-        }
-        if self.backoff_max_ms > 24 * 3_600_000 {
-            return Err(Error::config(
-                "backoff-max-ms",
-                format!("must be at most one day, got {}", self.backoff_max_ms),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Whether a task that has made `attempts` attempts may try again.
-    pub fn allows_retry(&self, attempts: u32) -> bool {
-        attempts <= self.max_retries
-    }
-
-    /// The upper bound of the delay after the `attempt`-th attempt failed
-    /// (1-based): `min(cap, base × 2^(attempt − 1))`.
-    pub fn bound(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(40);
-        let ms = self
-            .backoff_base_ms
-            .saturating_mul(1u64 << exp)
-            .min(self.backoff_max_ms);
-        Duration::from_millis(ms)
-    }
-
-    /// The delay before retrying `key` after its `attempt`-th attempt failed:
-    /// full jitter, uniform in `[0, bound(attempt))`, drawn from the seed, the
-    /// key and the attempt (the same inputs give the same delay).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use taskq::RetryPolicy;
-    /// let p = RetryPolicy { backoff_base_ms: 100, backoff_max_ms: 1000, ..Default::default() };
-    /// for attempt in 1..=6 {
-    ///     assert!(p.delay("img/a.jpg:200x200", attempt) < p.bound(attempt));
-    /// }
-    /// assert_eq!(p.bound(1).as_millis(), 100);
-    /// assert_eq!(p.bound(3).as_millis(), 400);
-    /// assert_eq!(p.bound(9).as_millis(), 1000);
-    /// ```
-    pub fn delay(&self, key: &str, attempt: u32) -> Duration {
-        let bound = self.bound(attempt);
-        let u = unit(mix(
-            self.seed ^ u64::from(attempt).wrapping_mul(0x9e37_79b9),
-            key.as_bytes(),
-        ));
-        bound.mul_f64(u)
-    }
-}
 
 struct Entry<T> {
     due: Instant,
@@ -283,39 +192,7 @@ impl<T> DelayQueue<T> {
 mod tests {
     use super::*;
     use std::sync::Arc;
-
-    #[test]
-    fn delays_stay_in_bounds_and_are_seeded() {
-        let p = RetryPolicy {
-            max_retries: 5,
-            backoff_base_ms: 10,
-            backoff_max_ms: 100,
-            seed: 9,
-        };
-        let mut distinct = std::collections::HashSet::new();
-        for i in 0..2000 {
-            let key = format!("img/{i}.jpg:200x200");
-            for attempt in 1..=6 {
-                let d = p.delay(&key, attempt);
-                assert!(d < p.bound(attempt), "{d:?} >= {:?}", p.bound(attempt));
-                assert_eq!(d, p.delay(&key, attempt));
-                distinct.insert(d);
-            }
-        }
-        assert!(distinct.len() > 1000, "jitter must spread delays");
-        assert_eq!(p.bound(1), Duration::from_millis(10));
-        assert_eq!(p.bound(4), Duration::from_millis(80));
-        assert_eq!(p.bound(5), Duration::from_millis(100));
-        assert!(p.allows_retry(5) && !p.allows_retry(6));
-        let other = RetryPolicy {
-            seed: 10,
-            ..p.clone()
-        };
-        assert_ne!(
-            (1..50).map(|a| p.delay("k", a)).collect::<Vec<_>>(),
-            (1..50).map(|a| other.delay("k", a)).collect::<Vec<_>>()
-        );
-    }
+    use std::time::Duration;
 
     #[test]
     fn items_come_out_in_due_order_once() {
@@ -355,24 +232,5 @@ mod tests {
         let mut out = timer.join().unwrap();
         out.sort_unstable();
         assert_eq!(out, vec![(1, true), (2, true)]);
-    }
-
-    #[test]
-    fn bad_policies_are_named() {
-        let e = RetryPolicy {
-            backoff_base_ms: 10,
-            backoff_max_ms: 5,
-            ..Default::default()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(e.to_string().contains("--backoff-max-ms"), "{e}");
-        let e = RetryPolicy {
-            max_retries: 1000,
-            ..Default::default()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(e.to_string().contains("--max-retries"), "{e}");
     }
 }
