@@ -225,7 +225,7 @@ fn open_idempotency(
     store_config.validate()?;
     if processor.is_empty() {
         return Err(Error::config(
-            "processor",
+            crate::setting::PROCESSOR,
             "the processor's name (Processor::name) must not be empty: its records carry it",
         ));
     }
