@@ -21,8 +21,8 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use image::imageops::{self, FilterType as ImageFilter};
 use image::RgbImage;
 use taskq::object_store::LocalStore;
-use taskq::processor::thumbnail::{self, Pixels};
 use taskq::samples::{sample_image, sample_key, seed_images, SampleOptions};
+use taskq::thumbnail::{self, Pixels};
 use taskq::{Engine, EngineConfig, Task, Thumbnail};
 
 #[global_allocator]

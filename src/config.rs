@@ -15,21 +15,7 @@ pub const MAX_WORKERS: usize = 1024;
 /// Largest accepted capacity (tasks held at once).
 pub const MAX_CAPACITY: usize = 1 << 32;
 
-/// Whether worker threads are pinned to cores.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum PinMode {
-    /// Pin round-robin over the cores this process may use when there are no more
-    /// workers than cores; leave workers unpinned when they outnumber the cores
-    /// (two pinned workers sharing a core cannot move away from each other, and
-    /// the kernel balances oversubscribed threads better).
-    #[default]
-    Auto,
-    /// Always pin, round-robin over the allowed cores.
-    On,
-    /// Never pin.
-    Off,
-}
+pub use crate::scheduler::pin::PinMode;
 
 /// Settings of an [`Engine`](crate::Engine).
 ///

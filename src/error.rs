@@ -17,9 +17,6 @@ pub enum Error {
         /// What is wrong and what is accepted.
         message: String,
     },
-    /// The task input is unreadable or malformed.
-    #[error(transparent)]
-    Input(#[from] crate::input::InputError),
     /// The idempotency store could not be opened, read or written.
     #[error(transparent)]
     Store(#[from] crate::idempotency::StoreError),
@@ -40,6 +37,18 @@ pub enum Error {
         /// `source`, so that `{:#}` states it once).
         cause: io::Error,
     },
+}
+
+impl From<crate::processor::SimulatedError> for Error {
+    fn from(e: crate::processor::SimulatedError) -> Self {
+        match e {
+            crate::processor::SimulatedError::Config(c) => c.into(),
+            crate::processor::SimulatedError::EffectsLog { path, cause } => Error::Io {
+                context: format!("cannot open effects log {}", path.display()),
+                cause,
+            },
+        }
+    }
 }
 
 impl From<ConfigError> for Error {

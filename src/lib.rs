@@ -39,6 +39,7 @@ pub mod config;
 pub mod dlq;
 pub mod engine;
 pub mod error;
+pub mod flags;
 pub mod generate;
 pub mod idempotency;
 pub mod input;
@@ -52,6 +53,7 @@ pub(crate) mod scheduler;
 pub mod setting;
 pub(crate) mod sync;
 pub mod task;
+pub mod thumbnail;
 
 /// The engine's internal building blocks, exported for the criterion benches
 /// and the loom models only. Not a stable API.
@@ -85,7 +87,8 @@ pub use idempotency::{Durability, StoreConfig};
 pub use metrics::{Report, RunStatus};
 pub use processor::{
     Attempt, CpuHash, ErrorClass, Noop, Output, ProcessError, Processor, ProcessorReport,
-    Simulated, SimulatedConfig, Thumbnail,
+    Simulated, SimulatedConfig,
 };
 pub use retry::RetryPolicy;
 pub use task::{Size, Task, TaskError};
+pub use thumbnail::Thumbnail;

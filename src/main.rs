@@ -63,7 +63,10 @@ fn run() -> anyhow::Result<ExitCode> {
             }
             let interrupt = taskq::runner::Interrupt::new();
             watch_signals(interrupt.clone())?;
-            let report = taskq::runner::run_with(&config, &interrupt)?;
+            let report = taskq::runner::run_with(&config, &interrupt).map_err(|e| match e {
+                taskq::runner::RunError::Engine(e) => anyhow::Error::from(e),
+                taskq::runner::RunError::Input(e) => anyhow::Error::from(e),
+            })?;
             if report.status == RunStatus::Failed {
                 for e in &report.errors {
                     eprintln!("error: {e}");

@@ -30,14 +30,16 @@ use serde::Serialize;
 use crate::config::EngineConfig;
 use crate::engine::{Engine, Observer, Outcome, ProgressHandle, SubmitError, Submitter};
 use crate::error::Error;
+use crate::input::InputError;
 use crate::input::{open_path, precheck_path, InputFormat, ReaderOptions, Record};
 use crate::metrics::{Report, RunStatus};
 use crate::object_store::LocalStore;
-use crate::processor::thumbnail::VARIANTS_PREFIX;
-use crate::processor::{CpuHash, Noop, Processor, Simulated, SimulatedConfig, Thumbnail};
+use crate::processor::{CpuHash, Noop, Processor, Simulated, SimulatedConfig};
 use crate::samples::{seed_images, SampleOptions};
 use crate::setting;
 use crate::task::Task;
+use crate::thumbnail::Thumbnail;
+use crate::thumbnail::VARIANTS_PREFIX;
 
 /// Which processor a run uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -70,7 +72,7 @@ impl ProcessorKind {
             ProcessorKind::Simulated => "simulated",
             ProcessorKind::Noop => "noop",
             ProcessorKind::Cpu => "cpu",
-            ProcessorKind::Thumbnail => crate::processor::thumbnail::NAME,
+            ProcessorKind::Thumbnail => crate::thumbnail::NAME,
         }
     }
 
@@ -371,10 +373,11 @@ enum Event {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] for a bad setting, [`Error::Input`] for a bad file found
-/// before work started, [`Error::Store`] when the database cannot be opened,
-/// [`Error::Io`] when a thread cannot start.
-pub fn run(config: &RunConfig) -> Result<Report, Error> {
+/// [`RunError::Input`] for a bad file found before work started, and
+/// [`RunError::Engine`] with [`Error::Config`] for a bad setting,
+/// [`Error::Store`] when the database cannot be opened, [`Error::Io`] when a
+/// thread cannot start.
+pub fn run(config: &RunConfig) -> Result<Report, RunError> {
     run_with(config, &Interrupt::new())
 }
 
@@ -385,7 +388,7 @@ pub fn run(config: &RunConfig) -> Result<Report, Error> {
 /// # Errors
 ///
 /// As [`run`].
-pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, Error> {
+pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, RunError> {
     config.validate()?;
     seed_if_needed(config)?;
     let expected = if config.is_stdin() {
@@ -452,6 +455,17 @@ pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, Err
     Ok(report)
 }
 
+/// Why a file run could not start: the engine's error, or the task file's.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A setting, the store, a thread or a file of the engine's.
+    #[error(transparent)]
+    Engine(#[from] Error),
+    /// The task file is unreadable or malformed (found before work started).
+    #[error(transparent)]
+    Input(#[from] InputError),
+}
+
 fn signal_name(signal: i32) -> String {
     match signal {
         2 => "SIGINT".into(),
@@ -465,7 +479,7 @@ struct FeedOutcome {
     /// The first `MAX_INVALID_LISTED` invalid records.
     invalid: Vec<(u64, u64, String)>,
     invalid_count: u64,
-    error: Option<Error>,
+    error: Option<InputError>,
 }
 
 /// Reads every record and submits the valid ones; records what was refused in
@@ -524,7 +538,7 @@ fn read_all<R: std::io::BufRead>(
                 }
             }
             Err(e) => {
-                state.lock().unwrap_or_else(|p| p.into_inner()).error = Some(Error::Input(e));
+                state.lock().unwrap_or_else(|p| p.into_inner()).error = Some(e);
                 return;
             }
         }

@@ -14,10 +14,10 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::object_store::{ObjectError, ObjectStore};
-use crate::processor::thumbnail::{encode, Pixels};
 use crate::processor::{mix, splitmix};
 use crate::setting;
 use crate::task::{Size, MAX_DIMENSION};
+use crate::thumbnail::{encode, Pixels};
 
 /// The key of the task file that [`seed_images`] writes.
 pub const TASKS_KEY: &str = "tasks.json";

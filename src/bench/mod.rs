@@ -348,7 +348,9 @@ impl Scenario {
                 ));
             }
             // The library names the field; a scenario names its flags.
-            f.policy(0).validate().map_err(crate::cli::named_by_flag)?;
+            f.policy(0)
+                .validate()
+                .map_err(|e| crate::flags::named_by_flag(e.into()))?;
         }
         Ok(())
     }

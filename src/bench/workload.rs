@@ -91,7 +91,8 @@ pub fn simulated(scenario: &Scenario, seed: u64) -> Result<Simulated, BenchError
         transient_rate: scenario.faults.map_or(0.0, |f| f.transient_rate),
         seed,
         ..SimulatedConfig::default()
-    })?)
+    })
+    .map_err(crate::Error::from)?)
 }
 
 /// The scenario's tasks, built in memory by the project's generator (seed 42):

@@ -5,9 +5,10 @@
 //! - [`CpuHash`]: a fixed amount of hashing per task (CPU-bound work).
 //! - [`Simulated`]: the seed's blocking I/O: sleeps a latency with jitter, fails
 //!   on a seeded schedule, honours the per-attempt deadline.
-//! - [`Thumbnail`]: the real job: reads a source image from an
-//!   [`ObjectStore`](crate::object_store::ObjectStore), resizes it to fit the
-//!   task's size, writes the variant (`thumbnail.rs`).
+//!
+//! The real job, [`Thumbnail`](crate::thumbnail::Thumbnail), lives beside the
+//! engine in [`thumbnail`](crate::thumbnail), with its object store: this
+//! module imports neither.
 
 use std::fmt;
 use std::time::Instant;
@@ -19,11 +20,9 @@ use crate::task::Task;
 
 mod report;
 mod simulated;
-mod stages;
-pub mod thumbnail;
+pub(crate) mod stages;
 pub use report::{ProcessorReport, StageReport};
-pub use simulated::{CpuHash, Simulated, SimulatedConfig};
-pub use thumbnail::Thumbnail;
+pub use simulated::{CpuHash, Simulated, SimulatedConfig, SimulatedError};
 
 /// Whether a failure is worth retrying.
 #[derive(

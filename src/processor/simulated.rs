@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{mix, splitmix, unit, Attempt, ErrorClass, Output, ProcessError, Processor};
-use crate::error::Error;
 use crate::setting;
+use crate::setting::ConfigError;
 use crate::task::Task;
 
 /// Settings of the [`Simulated`] processor.
@@ -49,11 +49,11 @@ impl SimulatedConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the first bad setting.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// [`ConfigError`] naming the first bad setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let ms = |name: &'static str, v: f64| {
             if !v.is_finite() || !(0.0..=3_600_000.0).contains(&v) {
-                return Err(Error::config(
+                return Err(ConfigError::new(
                     name,
                     format!("must be between 0 and 3600000 milliseconds, got {v}"),
                 ));
@@ -67,7 +67,7 @@ impl SimulatedConfig {
             (setting::PERMANENT_RATE, self.permanent_rate),
         ] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(Error::config(
+                return Err(ConfigError::new(
                     name,
                     format!("must be a probability between 0 and 1, got {v}"),
                 ));
@@ -75,6 +75,23 @@ impl SimulatedConfig {
         }
         Ok(())
     }
+}
+
+/// Why a [`Simulated`] processor could not be built. It becomes the library's
+/// [`Error`](crate::Error) (`From`): `Config` or `Io`.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulatedError {
+    /// A setting is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The effects log cannot be opened for appending.
+    #[error("cannot open effects log {}: {cause}", path.display())]
+    EffectsLog {
+        /// The log's path.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        cause: std::io::Error,
+    },
 }
 
 /// The seed's blocking I/O, simulated: sleeps, fails on a seeded schedule,
@@ -90,9 +107,9 @@ impl Simulated {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a bad setting, [`Error::Io`] when the effects log
-    /// cannot be opened.
-    pub fn new(config: SimulatedConfig) -> Result<Self, Error> {
+    /// [`SimulatedError::Config`] for a bad setting,
+    /// [`SimulatedError::EffectsLog`] when the effects log cannot be opened.
+    pub fn new(config: SimulatedConfig) -> Result<Self, SimulatedError> {
         config.validate()?;
         let effects = match &config.effects_log {
             Some(path) => Some(
@@ -100,8 +117,9 @@ impl Simulated {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| {
-                        Error::io(format!("cannot open effects log {}", path.display()), e)
+                    .map_err(|cause| SimulatedError::EffectsLog {
+                        path: path.clone(),
+                        cause,
                     })?,
             ),
             None => None,

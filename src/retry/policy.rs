@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::Error;
 use crate::processor::{mix, unit};
 use crate::setting;
+use crate::setting::ConfigError;
 
 /// When and how often a transiently failed task is tried again.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -42,16 +42,16 @@ impl RetryPolicy {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the bad setting.
-    pub fn validate(&self) -> Result<(), Error> {
+    /// [`ConfigError`] naming the bad setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_retries > 100 {
-            return Err(Error::config(
+            return Err(ConfigError::new(
                 setting::RETRY_MAX_RETRIES,
                 format!("must be at most 100, got {}", self.max_retries),
             ));
         }
         if self.backoff_max_ms < self.backoff_base_ms {
-            return Err(Error::config(
+            return Err(ConfigError::new(
                 setting::RETRY_BACKOFF_MAX_MS,
                 format!(
                     "must be at least {} ({}), got {}",
@@ -62,7 +62,7 @@ impl RetryPolicy {
             ));
         }
         if self.backoff_max_ms > 24 * 3_600_000 {
-            return Err(Error::config(
+            return Err(ConfigError::new(
                 setting::RETRY_BACKOFF_MAX_MS,
                 format!("must be at most one day, got {}", self.backoff_max_ms),
             ));

@@ -1,6 +1,22 @@
 //! Pinning workers to cores with `core_affinity`.
 
-use crate::config::PinMode;
+use serde::Serialize;
+
+/// Whether worker threads are pinned to cores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PinMode {
+    /// Pin round-robin over the cores this process may use when there are no more
+    /// workers than cores; leave workers unpinned when they outnumber the cores
+    /// (two pinned workers sharing a core cannot move away from each other, and
+    /// the kernel balances oversubscribed threads better).
+    #[default]
+    Auto,
+    /// Always pin, round-robin over the allowed cores.
+    On,
+    /// Never pin.
+    Off,
+}
 
 /// The core each worker is pinned to (`None`: unpinned), round-robin over the
 /// cores this process may run on.

@@ -42,9 +42,9 @@ use image::{
     RgbImage, RgbaImage,
 };
 
-use super::stages::StageStats;
-use super::{Attempt, Output, ProcessError, Processor, ProcessorReport};
 use crate::object_store::{ObjectError, ObjectStore};
+use crate::processor::stages::StageStats;
+use crate::processor::{Attempt, Output, ProcessError, Processor, ProcessorReport};
 use crate::task::{Size, Task};
 
 /// The folder (key prefix) variants are written under.
@@ -85,7 +85,7 @@ pub const FILTER: FilterType = FilterType::CatmullRom;
 /// # Examples
 ///
 /// ```
-/// use taskq::processor::thumbnail::variant_key;
+/// use taskq::thumbnail::variant_key;
 /// assert_eq!(variant_key("img/a.jpg", "200x200".parse().unwrap()), "variants/200x200/img/a.jpg");
 /// ```
 pub fn variant_key(image_key: &str, size: Size) -> String {
@@ -99,7 +99,7 @@ pub fn variant_key(image_key: &str, size: Size) -> String {
 /// # Examples
 ///
 /// ```
-/// use taskq::processor::thumbnail::fit_inside;
+/// use taskq::thumbnail::fit_inside;
 /// let box200 = "200x200".parse().unwrap();
 /// assert_eq!(fit_inside(1024, 768, box200), (200, 150));
 /// assert_eq!(fit_inside(768, 1024, box200), (150, 200));
