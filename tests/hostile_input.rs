@@ -819,9 +819,14 @@ fn a_100_mb_line_is_refused_quickly_without_reading_it_into_memory() {
             // The file is 100 MiB; the reader holds at most one record (1 MiB)
             // and its read buffer (256 KiB). The JSON run fails before the
             // engine starts; the NDJSON run starts it, so it may use what a
-            // run of two small tasks uses, and little more.
+            // run of two small tasks uses, and a bounded amount more: in a
+            // release build on the 2-core machine the peak was 26-27 MiB above
+            // the two-task run with a database and 8 MiB above it without one
+            // (the allocator's reuse of the reader's freed buffers, at a
+            // guess, not measured further). Reading the line into memory
+            // would add 100 MiB.
             let limit = if ndjson {
-                baseline + 16 * 1024
+                baseline + 40 * 1024
             } else {
                 48 * 1024
             };
