@@ -195,7 +195,7 @@ impl StoreWriter for MemStore {
     fn commit(&mut self, batch: &[Pending]) -> Result<(), StoreError> {
         let mut store = self.0.lock().unwrap();
         for p in batch {
-            store.insert(p.record.task.idempotency_key.to_string());
+            store.insert(p.record.task.idempotency_key().to_string());
         }
         Ok(())
     }

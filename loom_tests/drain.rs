@@ -23,7 +23,7 @@ pub(crate) struct Recording(pub(crate) Arc<Mutex<Vec<String>>>);
 
 impl Processor for Recording {
     fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
-        self.0.lock().unwrap().push(task.image_key.to_string());
+        self.0.lock().unwrap().push(task.image_key().to_string());
         Ok(Output::default())
     }
 }
@@ -165,7 +165,7 @@ fn shutdown_races_a_producer() {
             for i in 0..2 {
                 match submitter.submit(task(i)) {
                     Ok(()) => admitted.push(key(i)),
-                    Err(SubmitError::Closed(t)) => assert_eq!(t.image_key, key(i).as_str()),
+                    Err(SubmitError::Closed(t)) => assert_eq!(t.image_key(), key(i).as_str()),
                     Err(e) => panic!("block mode never refuses as full: {e}"),
                 }
             }

@@ -16,8 +16,8 @@ struct FailFirst(Arc<Mutex<Vec<String>>>);
 
 impl Processor for FailFirst {
     fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
-        self.0.lock().unwrap().push(task.image_key.to_string());
-        if task.image_key == "img/0.jpg" {
+        self.0.lock().unwrap().push(task.image_key().to_string());
+        if task.image_key() == "img/0.jpg" {
             Err(ProcessError::permanent(
                 "bad_parameter",
                 "task 0 always fails",

@@ -186,8 +186,8 @@ impl Processor for FlakyFirst {
         self.0
             .lock()
             .unwrap()
-            .push((task.image_key.to_string(), attempt.number));
-        if task.image_key == "img/0.jpg" && attempt.number == 1 {
+            .push((task.image_key().to_string(), attempt.number));
+        if task.image_key() == "img/0.jpg" && attempt.number == 1 {
             Err(ProcessError::transient("flaky", "the first attempt fails"))
         } else {
             Ok(Output::default())

@@ -133,7 +133,7 @@ fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                     writeln!(
                         out,
                         "{key}\t{processor}\t{class} {kind}\tattempts {attempts}\t{message}",
-                        key = d.task.idempotency_key,
+                        key = d.task.idempotency_key(),
                         processor = taskq::dlq::processor_label(&d.processor),
                         class = d.class,
                         kind = d.kind,

@@ -207,31 +207,67 @@ pub fn unix_millis() -> u64 {
 /// One image-variant job.
 ///
 /// The idempotency key says when two tasks are the same piece of work: at most one
-/// processing per key succeeds, in one run and across runs.
+/// processing per key succeeds, in one run and across runs. The fields are
+/// read through accessors and set only through the constructors, which
+/// validate them, so a task cannot hold an image key its idempotency key
+/// does not describe.
 ///
 /// # Examples
 ///
 /// ```
 /// use taskq::Task;
 /// let task = Task::new("img/000123.jpg", "200x200".parse().unwrap()).unwrap();
-/// assert_eq!(task.idempotency_key, "img/000123.jpg:200x200");
-/// assert_eq!(task.attempts, 0);
+/// assert_eq!(task.idempotency_key(), "img/000123.jpg:200x200");
+/// assert_eq!(task.attempts(), 0);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     /// Caller's id (a string or integer in the input), or the task's ordinal in
     /// its input when absent. A label for reports, not an identity.
-    pub id: CompactString,
+    pub(crate) id: CompactString,
     /// Where the source image lives, relative to the store root.
-    pub image_key: CompactString,
+    pub(crate) image_key: CompactString,
     /// The variant to produce.
-    pub size: Size,
+    pub(crate) size: Size,
     /// At most one successful processing per key; defaults to `image_key:size`.
-    pub idempotency_key: CompactString,
+    pub(crate) idempotency_key: CompactString,
     /// When the task was created (parsed or built), Unix milliseconds.
-    pub created_at: u64,
+    pub(crate) created_at: u64,
     /// Attempts made so far (0 before the first).
-    pub attempts: u32,
+    pub(crate) attempts: u32,
+}
+
+impl Task {
+    /// The caller's id, or the task's ordinal in its input when it had none:
+    /// a label for reports, not an identity.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Where the source image lives, relative to the store root.
+    pub fn image_key(&self) -> &str {
+        &self.image_key
+    }
+
+    /// The variant to produce.
+    pub fn size(&self) -> Size {
+        self.size
+    }
+
+    /// The key that makes the task idempotent (default `image_key:size`).
+    pub fn idempotency_key(&self) -> &str {
+        &self.idempotency_key
+    }
+
+    /// When the task was created (parsed or built), Unix milliseconds.
+    pub fn created_at(&self) -> u64 {
+        self.created_at
+    }
+
+    /// Attempts made so far (0 before the first).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
 }
 
 impl Task {

@@ -24,7 +24,8 @@ struct Ids(Vec<(u64, bool)>);
 
 impl Observer for Ids {
     fn completed(&mut self, job: Job, _finished_at: u64, result: Result<Output, ProcessError>) {
-        self.0.push((job.task.id.parse().unwrap(), result.is_ok()));
+        self.0
+            .push((job.task.id().parse().unwrap(), result.is_ok()));
     }
 }
 
@@ -128,7 +129,7 @@ fn baselines_count_a_panic_as_a_failure() {
     struct Panics;
     impl Processor for Panics {
         fn process(&self, t: &Task, _: &taskq::Attempt) -> Result<Output, ProcessError> {
-            if t.id == "3" {
+            if t.id() == "3" {
                 panic!("injected");
             }
             Ok(Output::default())

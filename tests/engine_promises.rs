@@ -25,7 +25,7 @@ impl Processor for Recording {
         for _ in 0..self.spin {
             std::hint::spin_loop();
         }
-        self.seen.lock().unwrap().push(task.id.to_string());
+        self.seen.lock().unwrap().push(task.id().to_string());
         Ok(Output::default())
     }
 }
@@ -95,7 +95,7 @@ fn stress(
                         Ok(()) => admitted.push(id),
                         Err(SubmitError::Full(t)) => {
                             assert_eq!(admission, AdmissionMode::Reject);
-                            assert_eq!(t.id, id, "the refused task is handed back");
+                            assert_eq!(t.id(), id, "the refused task is handed back");
                         }
                         Err(SubmitError::Closed(_)) => panic!("closed while producing"),
                     }
@@ -202,7 +202,7 @@ fn try_submit_never_blocks_and_hands_the_task_back() {
     s.try_submit(task("a".into())).unwrap();
     s.try_submit(task("b".into())).unwrap();
     match s.try_submit(task("c".into())) {
-        Err(SubmitError::Full(t)) => assert_eq!(t.id, "c"),
+        Err(SubmitError::Full(t)) => assert_eq!(t.id(), "c"),
         other => panic!("expected Full, got {other:?}"),
     }
     tx.send(()).unwrap();
@@ -219,7 +219,7 @@ fn submit_after_shutdown_began_is_closed() {
     let s = engine.submitter();
     engine.close();
     match s.submit(task("late".into())) {
-        Err(SubmitError::Closed(t)) => assert_eq!(t.id, "late"),
+        Err(SubmitError::Closed(t)) => assert_eq!(t.id(), "late"),
         other => panic!("expected Closed, got {other:?}"),
     }
     let report = engine.shutdown();
@@ -233,7 +233,7 @@ fn task_submitted_to_a_parked_pool_runs() {
     struct Signal(Mutex<mpsc::Sender<String>>);
     impl Processor for Signal {
         fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
-            self.0.lock().unwrap().send(task.id.to_string()).unwrap();
+            self.0.lock().unwrap().send(task.id().to_string()).unwrap();
             Ok(Output::default())
         }
     }
@@ -292,8 +292,8 @@ fn panicking_processor_fails_the_task_not_the_worker() {
     struct Panicky;
     impl Processor for Panicky {
         fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
-            if task.id.ends_with('3') {
-                panic!("injected panic for {}", task.id);
+            if task.id().ends_with('3') {
+                panic!("injected panic for {}", task.id());
             }
             Ok(Output::default())
         }
@@ -365,7 +365,7 @@ impl Processor for Gated {
         while !self.open.load(Ordering::Acquire) {
             thread::sleep(Duration::from_micros(50));
         }
-        self.seen.lock().unwrap().push(task.id.to_string());
+        self.seen.lock().unwrap().push(task.id().to_string());
         Ok(Output::default())
     }
 }
@@ -477,7 +477,7 @@ struct HoldsSlow {
 
 impl Processor for HoldsSlow {
     fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
-        if task.id == "slow" {
+        if task.id() == "slow" {
             while !self.release_slow.load(Ordering::Acquire) {
                 thread::sleep(Duration::from_millis(1));
             }

@@ -25,11 +25,11 @@ impl Processor for Counting {
             .per_key
             .lock()
             .unwrap()
-            .entry(task.idempotency_key.to_string())
+            .entry(task.idempotency_key().to_string())
             .or_default() += 1;
         std::thread::yield_now();
         Ok(Output {
-            output_key: Some(format!("variants/{}/{}", task.size, task.image_key).into()),
+            output_key: Some(format!("variants/{}/{}", task.size(), task.image_key()).into()),
         })
     }
 }
@@ -231,12 +231,12 @@ fn group_commit_reports_done_only_after_commit() {
                 let found: i64 = conn
                     .query_row(
                         "SELECT count(*) FROM tasks WHERE idempotency_key = ?1 AND status = 'succeeded'",
-                        [task.idempotency_key.as_str()],
+                        [task.idempotency_key()],
                         |r| r.get(0),
                     )
                     .unwrap();
                 if found != 1 {
-                    m2.lock().unwrap().push(task.idempotency_key.to_string());
+                    m2.lock().unwrap().push(task.idempotency_key().to_string());
                 }
             }
         })

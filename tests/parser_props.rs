@@ -56,7 +56,11 @@ fn describe(item: &Result<Record, InputError>) -> String {
     match item {
         Ok(Record::Task { line, index, task }) => format!(
             "{line} #{index} ok id={:?} key={:?} size={} idem={:?} attempts={}",
-            task.id, task.image_key, task.size, task.idempotency_key, task.attempts
+            task.id(),
+            task.image_key(),
+            task.size(),
+            task.idempotency_key(),
+            task.attempts()
         ),
         Ok(Record::Invalid { line, index, error }) => format!("{line} #{index} invalid: {error}"),
         Err(e) => format!("error: {e}"),

@@ -69,8 +69,8 @@ fn seeded_faults_end_succeeded_or_dead_lettered_within_the_attempt_limit() {
             let previous = o2
                 .lock()
                 .unwrap()
-                .insert(t.id.to_string(), kind.to_string());
-            assert!(previous.is_none(), "task {} completed twice", t.id);
+                .insert(t.id().to_string(), kind.to_string());
+            assert!(previous.is_none(), "task {} completed twice", t.id());
         })
         .start(processor)
         .unwrap();
@@ -129,8 +129,8 @@ impl Processor for FirstFails {
         self.log
             .lock()
             .unwrap()
-            .push(format!("{}#{}", task.id, attempt.number));
-        if task.id == "a" && attempt.number == 1 {
+            .push(format!("{}#{}", task.id(), attempt.number));
+        if task.id() == "a" && attempt.number == 1 {
             if let Some(tx) = self.failed.lock().unwrap().take() {
                 tx.send(()).unwrap();
             }
@@ -154,7 +154,7 @@ fn a_worker_is_free_while_a_task_waits_for_its_retry() {
     // The delay is drawn from the seed and the key: make sure this one is long
     // enough that "b" cannot lose the race by chance.
     let a = task(1).with_id("a");
-    assert!(policy.delay(&a.idempotency_key, 1) > Duration::from_millis(200));
+    assert!(policy.delay(&a.idempotency_key(), 1) > Duration::from_millis(200));
     let (tx, rx) = mpsc::channel();
     let processor = Arc::new(FirstFails {
         log: Mutex::new(Vec::new()),

@@ -17,7 +17,7 @@ fn describe(item: &Result<Record, InputError>) -> String {
     match item {
         Ok(Record::Task { line, index, task }) => format!(
             "{line} #{index} ok {:?} {:?} {} {:?}",
-            task.id, task.image_key, task.size, task.idempotency_key
+            task.id(), task.image_key(), task.size(), task.idempotency_key()
         ),
         Ok(Record::Invalid { line, index, error }) => format!("{line} #{index} invalid: {error}"),
         Err(e) => format!("error: {e}"),
