@@ -154,7 +154,7 @@ fn a_worker_is_free_while_a_task_waits_for_its_retry() {
     // The delay is drawn from the seed and the key: make sure this one is long
     // enough that "b" cannot lose the race by chance.
     let a = task(1).with_id("a");
-    assert!(policy.delay(&a.idempotency_key(), 1) > Duration::from_millis(200));
+    assert!(policy.delay(a.idempotency_key(), 1) > Duration::from_millis(200));
     let (tx, rx) = mpsc::channel();
     let processor = Arc::new(FirstFails {
         log: Mutex::new(Vec::new()),
