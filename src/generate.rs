@@ -156,7 +156,7 @@ fn size_of(seed: u64, n: u64) -> Size {
 /// ```
 /// use taskq::generate::{generate_tasks, GenerateOptions, OutputFormat};
 /// let opts = GenerateOptions { count: 3, format: OutputFormat::Json, duplicates: 0.0, seed: 1 };
-/// let keys: Vec<_> = generate_tasks(&opts).map(|t| t.image_key).collect();
+/// let keys: Vec<_> = generate_tasks(&opts).map(|t| t.image_key().to_string()).collect();
 /// assert_eq!(keys, ["img/000001.jpg", "img/000002.jpg", "img/000003.jpg"]);
 /// ```
 pub fn generate_tasks(opts: &GenerateOptions) -> impl Iterator<Item = Task> {

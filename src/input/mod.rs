@@ -192,7 +192,7 @@ enum State {
 /// let data = br#"[{"image_key": "img/a.jpg", "size": "200x200"}]"#;
 /// let mut reader = TaskReader::new(&data[..], "tasks.json", ReaderOptions::default());
 /// match reader.next() {
-///     Some(Ok(Record::Task { task, .. })) => assert_eq!(task.idempotency_key, "img/a.jpg:200x200"),
+///     Some(Ok(Record::Task { task, .. })) => assert_eq!(task.idempotency_key(), "img/a.jpg:200x200"),
 ///     other => panic!("{other:?}"),
 /// }
 /// assert!(reader.next().is_none());

@@ -139,8 +139,8 @@ impl Attempt {
 /// struct Upper;
 /// impl Processor for Upper {
 ///     fn process(&self, task: &Task, _: &Attempt) -> Result<Output, ProcessError> {
-///         if task.image_key.ends_with(".jpg") {
-///             Ok(Output { output_key: Some(format!("out/{}/{}", task.size, task.image_key).into()) })
+///         if task.image_key().ends_with(".jpg") {
+///             Ok(Output { output_key: Some(format!("out/{}/{}", task.size(), task.image_key()).into()) })
 ///         } else {
 ///             Err(ProcessError::permanent("unsupported", "not a JPEG"))
 ///         }
