@@ -47,6 +47,15 @@ fn variants(store: &Path) -> usize {
     walk(&store.join("variants"))
 }
 
+/// `taskq run --processor thumbnail --store s`, reporting to `r.json`.
+fn thumbnail_run(dir: &Path) -> Output {
+    taskq(dir)
+        .args(["run", "--processor", "thumbnail", "--store", "s"])
+        .args(["--no-progress", "--report", "r.json"])
+        .output()
+        .unwrap()
+}
+
 fn report(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap()
 }
@@ -84,11 +93,7 @@ fn simulated_records_do_not_make_a_thumbnail_run_skip() {
         "the simulated processor writes no image"
     );
 
-    let out = taskq(d)
-        .args(["run", "--processor", "thumbnail", "--store", "s"])
-        .args(["--no-progress", "--report", "r.json"])
-        .output()
-        .unwrap();
+    let out = thumbnail_run(d);
     let text = ok(&out);
     assert_eq!(variants(&store), 6, "{text}");
     let r = report(d);
@@ -106,11 +111,7 @@ fn simulated_records_do_not_make_a_thumbnail_run_skip() {
     );
 
     // Run again: now every key is the thumbnail processor's own.
-    let out = taskq(d)
-        .args(["run", "--processor", "thumbnail", "--store", "s"])
-        .args(["--no-progress", "--report", "r.json"])
-        .output()
-        .unwrap();
+    let out = thumbnail_run(d);
     let text = ok(&out);
     assert_eq!(report(d)["counts"]["duplicates"], 6);
     assert!(text.contains("6 already done in taskq.db"), "{text}");
@@ -129,11 +130,7 @@ fn a_dead_lettered_thumbnail_stays_dead_after_dlq_retry() {
     let tasks: Vec<Value> = serde_json::from_str(&tasks).unwrap();
     let missing = tasks[0]["image_key"].as_str().unwrap().to_string();
     std::fs::remove_file(store.join(&missing)).unwrap();
-    let out = taskq(d)
-        .args(["run", "--processor", "thumbnail", "--store", "s"])
-        .args(["--no-progress", "--report", "r.json"])
-        .output()
-        .unwrap();
+    let out = thumbnail_run(d);
     assert_eq!(out.status.code(), Some(3));
     let before = letters(d, &["--store", "s"]);
     assert_eq!(before.len(), 2, "both sizes of the missing image");
