@@ -32,10 +32,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use taskq::generate::{generate_tasks, GenerateOptions, OutputFormat};
 use taskq::idempotency::{Claim, ClaimTable, Pending, SqliteOptions, SqliteStore, Store};
 use taskq::internals::Bloom;
 use taskq::{Durability, Engine, EngineConfig, Noop, StoreConfig, Task};
+use taskq_bench::generate::{generate_tasks, GenerateOptions, OutputFormat};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -51,7 +51,6 @@ const DEPTH: usize = !CLOSED;
 /// What a producer does when the engine is at capacity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-#[derive(clap::ValueEnum)]
 pub enum AdmissionMode {
     /// Park the producer until there is room (no spinning while it waits).
     #[default]
@@ -59,6 +58,21 @@ pub enum AdmissionMode {
     /// Refuse at once (the task is handed back as `SubmitError::Full`) and
     /// count a rejection.
     Reject,
+}
+
+impl crate::setting::Choice for AdmissionMode {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            AdmissionMode::Block,
+            "block",
+            "Park the producer until there is room",
+        ),
+        (
+            AdmissionMode::Reject,
+            "reject",
+            "Refuse at once and count a rejection",
+        ),
+    ];
 }
 
 /// Why a slot was not reserved.

@@ -12,7 +12,7 @@ pub enum Error {
     Config {
         /// The setting, named by its field ([`setting`](crate::setting):
         /// `workers`, `store.batch_size`); the command line names its flag
-        /// instead ([`cli::flag_for`](crate::cli::flag_for)).
+        /// instead (`taskq_cli::flags::flag_for`).
         setting: &'static str,
         /// What is wrong and what is accepted.
         message: String,
@@ -61,14 +61,17 @@ impl From<ConfigError> for Error {
 }
 
 impl Error {
-    pub(crate) fn config(setting: &'static str, message: impl Into<String>) -> Self {
+    /// [`Error::Config`] naming `setting` (one of [`setting::ALL`](crate::setting::ALL),
+    /// or a setting of the embedder's own).
+    pub fn config(setting: &'static str, message: impl Into<String>) -> Self {
         Error::Config {
             setting,
             message: message.into(),
         }
     }
 
-    pub(crate) fn io(context: impl Into<String>, cause: io::Error) -> Self {
+    /// [`Error::Io`]: `context` says what was being done, with which file.
+    pub fn io(context: impl Into<String>, cause: io::Error) -> Self {
         Error::Io {
             context: context.into(),
             cause,

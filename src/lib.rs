@@ -32,28 +32,17 @@
 #![warn(missing_docs)]
 
 pub(crate) mod admission;
-pub mod baseline;
-pub mod bench;
-pub mod cli;
 pub mod config;
-pub mod dlq;
 pub mod engine;
 pub mod error;
-pub mod flags;
-pub mod generate;
 pub mod idempotency;
-pub mod input;
 pub mod metrics;
-pub mod object_store;
 pub mod processor;
 pub mod retry;
-pub mod runner;
-pub mod samples;
 pub(crate) mod scheduler;
 pub mod setting;
 pub(crate) mod sync;
 pub mod task;
-pub mod thumbnail;
 
 /// The engine's internal building blocks, exported for the criterion benches
 /// and the loom models only. Not a stable API.
@@ -91,4 +80,3 @@ pub use processor::{
 };
 pub use retry::RetryPolicy;
 pub use task::{Size, Task, TaskError};
-pub use thumbnail::Thumbnail;

@@ -6,7 +6,7 @@
 //! or of the run's options bare (`workers`, `producers`), a field of a nested
 //! section with the section's name (`store.batch_size`, `retry.max_retries`).
 //! The library never names a command-line flag; the command line maps each
-//! name here to its flag ([`cli::flag_for`](crate::cli::flag_for)).
+//! name here to its flag (`taskq_cli::flags::flag_for`).
 //!
 //! This module imports nothing from the crate, so every module that
 //! validates settings (the engine, the store, the processors) may use it
@@ -124,5 +124,42 @@ impl ConfigError {
             setting,
             message: message.into(),
         }
+    }
+}
+
+/// A setting whose value is one of a few names (`block` or `reject`): the
+/// names, what each means, and parsing by name. The command line builds its
+/// choices from [`CHOICES`](Choice::CHOICES), so the library and the flags
+/// cannot disagree on a spelling.
+///
+/// # Examples
+///
+/// ```
+/// use taskq::setting::Choice;
+/// use taskq::AdmissionMode;
+/// assert_eq!(AdmissionMode::from_name("reject"), Some(AdmissionMode::Reject));
+/// assert_eq!(AdmissionMode::Block.name(), "block");
+/// assert_eq!(AdmissionMode::from_name("Block"), None);
+/// ```
+pub trait Choice: Copy + PartialEq + 'static {
+    /// Every value, its name, and one line on what it does, in the order
+    /// help lists them.
+    const CHOICES: &'static [(Self, &'static str, &'static str)];
+
+    /// The value's name.
+    fn name(self) -> &'static str {
+        Self::CHOICES
+            .iter()
+            .find(|(v, _, _)| *v == self)
+            .map(|(_, n, _)| *n)
+            .expect("CHOICES lists every value")
+    }
+
+    /// The value named `name` (exactly, case-sensitive), if any.
+    fn from_name(name: &str) -> Option<Self> {
+        Self::CHOICES
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(v, _, _)| *v)
     }
 }

@@ -132,7 +132,9 @@ pub enum TaskError {
 }
 
 impl TaskError {
-    pub(crate) fn field(field: &'static str, message: impl Into<String>) -> Self {
+    /// [`TaskError::Field`]: `field` (`image_key`, `size`, `id`) is wrong, and
+    /// `message` says what was expected.
+    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
         TaskError::Field {
             field,
             message: message.into(),
@@ -268,6 +270,12 @@ impl Task {
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
+
+    /// Forgets the attempts made, so that a dead letter submitted again gets
+    /// the whole retry budget (`taskq dlq retry`).
+    pub fn reset_attempts(&mut self) {
+        self.attempts = 0;
+    }
 }
 
 impl Task {
@@ -300,6 +308,49 @@ impl Task {
             image_key: image_key.into(),
             size,
             idempotency_key: default_idempotency_key(image_key, size),
+            created_at: unix_millis(),
+            attempts: 0,
+        })
+    }
+
+    /// A task from every field a task file may give, `created_at` set to
+    /// now: the idempotency key is `idempotency_key` when given, else
+    /// `image_key:size`.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskError`] when `image_key` or `idempotency_key` breaks the rules
+    /// of [`validate_key`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use taskq::Task;
+    /// let t = Task::from_parts("7".into(), "img/7.jpg", "64x64".parse()?, Some("k7"))?;
+    /// assert_eq!((t.id(), t.idempotency_key()), ("7", "k7"));
+    /// let t = Task::from_parts("8".into(), "img/8.jpg", "64x64".parse()?, None)?;
+    /// assert_eq!(t.idempotency_key(), "img/8.jpg:64x64");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_parts(
+        id: CompactString,
+        image_key: &str,
+        size: Size,
+        idempotency_key: Option<&str>,
+    ) -> Result<Self, TaskError> {
+        validate_key("image_key", image_key)?;
+        let idempotency_key = match idempotency_key {
+            Some(key) => {
+                validate_key("idempotency_key", key)?;
+                CompactString::from(key)
+            }
+            None => default_idempotency_key(image_key, size),
+        };
+        Ok(Task {
+            id,
+            image_key: image_key.into(),
+            size,
+            idempotency_key,
             created_at: unix_millis(),
             attempts: 0,
         })

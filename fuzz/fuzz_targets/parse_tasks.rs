@@ -10,7 +10,7 @@
 use std::io::{self, BufReader, Read};
 
 use libfuzzer_sys::fuzz_target;
-use taskq::input::{InputError, InputFormat, ReaderOptions, Record, TaskReader};
+use taskq_cli::input::{InputError, InputFormat, ReaderOptions, Record, TaskReader};
 
 /// One item as text, without the parse time.
 fn describe(item: &Result<Record, InputError>) -> String {

@@ -5,7 +5,8 @@
 //! - `bloom`: a Bloom filter over recorded keys, so that a truly new key never
 //!   costs a store lookup.
 //! - [`store`]: the [`Store`] trait (history lookup, batch commit, dead letters).
-//! - [`sqlite`]: the embedded SQLite store (WAL, versioned schema).
+//! - [`sqlite`]: the embedded SQLite store (WAL, versioned schema; the
+//!   `sqlite` feature, on by default).
 //! - [`handoff`]: the bounded queue from workers to the writer.
 //! - `writer`: the write-behind batcher thread that owns the write connection.
 //! - `setup`: a run's idempotency state: store opening, recovery replay, Bloom
@@ -16,6 +17,7 @@ pub mod claim;
 pub mod handoff;
 pub(crate) mod recovery;
 pub(crate) mod setup;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod store;
 pub(crate) mod writer;
@@ -27,18 +29,20 @@ use serde::Serialize;
 
 use crate::setting::{self, ConfigError};
 pub use claim::{Claim, ClaimTable};
+#[cfg(feature = "sqlite")]
 pub use sqlite::{
-    tune_sqlite_process, Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION, UNKNOWN_PROCESSOR,
+    tune_sqlite_process, SqliteOptions, SqliteStore, SCHEMA_VERSION, UNKNOWN_PROCESSOR,
 };
 pub use store::{
-    DeadLetter, Pending, ProcessorRecords, RecordStatus, Recorded, Store, StoreError, StoreReader,
-    StoreWriter, TaskRecord,
+    DeadLetter, Durability, Pending, ProcessorRecords, RecordStatus, Recorded, Store, StoreError,
+    StoreReader, StoreWriter, TaskRecord,
 };
 
 /// Settings of idempotency and persistence.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoreConfig {
-    /// The SQLite database file.
+    /// The SQLite database file (used when the engine is given no store of
+    /// its own; its recovery file sits beside it).
     pub path: PathBuf,
     /// How successes are made durable.
     pub durability: Durability,
@@ -98,6 +102,7 @@ impl StoreConfig {
     }
 
     /// The SQLite options these settings give.
+    #[cfg(feature = "sqlite")]
     pub fn sqlite_options(&self) -> SqliteOptions {
         SqliteOptions {
             busy_timeout: Duration::from_millis(self.busy_timeout_ms),

@@ -15,10 +15,7 @@ use super::bloom::Bloom;
 use super::claim::ClaimTable;
 use super::handoff::Handoff;
 use super::writer::{self, Pending, WriterReport, WriterSettings};
-use super::{
-    recovery, Durability, ProcessorRecords, SqliteStore, Store, StoreConfig, StoreError,
-    StoreWriter,
-};
+use super::{recovery, Durability, ProcessorRecords, Store, StoreConfig, StoreError, StoreWriter};
 
 /// Idempotency state shared by workers and the writer.
 pub(crate) struct Idem {
@@ -60,10 +57,13 @@ pub(crate) fn open(
 ) -> Result<Idem, StoreError> {
     let store: StdArc<dyn Store> = match store {
         Some(s) => s,
-        None => StdArc::new(SqliteStore::open(
+        #[cfg(feature = "sqlite")]
+        None => StdArc::new(super::SqliteStore::open(
             &store_config.path,
             store_config.sqlite_options(),
         )?),
+        #[cfg(not(feature = "sqlite"))]
+        None => return Err(StoreError::NoStore),
     };
     let replayed = recovery::replay(&*store)?;
     // Count first, then size the filter for the history plus the keys this run

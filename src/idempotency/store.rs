@@ -12,6 +12,7 @@ use crate::task::Task;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be opened or used.
+    #[cfg(feature = "sqlite")]
     #[error("{context}: {cause}")]
     Sqlite {
         /// What was being done (names the file).
@@ -21,7 +22,7 @@ pub enum StoreError {
         cause: rusqlite::Error,
     },
     /// The file's schema is newer than this build understands.
-    #[error("{path}: schema version {found} is newer than this taskq understands ({supported}); upgrade taskq or use another --db")]
+    #[error("{path}: schema version {found} is newer than this taskq understands ({supported}); upgrade taskq or use another database file")]
     NewerSchema {
         /// The database file.
         path: String,
@@ -52,18 +53,63 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// A store other than the embedded SQLite one failed.
+    #[error("{context}: {cause}")]
+    Backend {
+        /// What was being done.
+        context: String,
+        /// The backend's error (part of the message).
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The engine was given no store, and this build has no embedded one
+    /// (the `sqlite` feature is off).
+    #[error("no idempotency store: give the engine one (EngineBuilder::store), or build taskq with its `sqlite` feature")]
+    NoStore,
     /// The writer stopped earlier; nothing more is committed.
     #[error("the record writer stopped after an earlier error: {0}")]
     WriterStopped(String),
 }
 
 impl StoreError {
+    #[cfg(feature = "sqlite")]
     pub(crate) fn sqlite(context: impl Into<String>, cause: rusqlite::Error) -> Self {
         StoreError::Sqlite {
             context: context.into(),
             cause,
         }
     }
+}
+
+/// How a success is made durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Records are committed in batches (WAL, `synchronous=NORMAL`); a task is
+    /// reported done when its record is handed to the writer. A crash loses at
+    /// most the batches not yet committed: those tasks run again on the next run
+    /// of the same input (at-least-once; outputs are written atomically and
+    /// deterministically, so the effect is once).
+    #[default]
+    Batch,
+    /// A task is reported done only after the batch holding its record is
+    /// committed with `synchronous=FULL` (one fsync per batch): an acknowledged
+    /// task survives a crash or power loss.
+    GroupCommit,
+}
+
+impl crate::setting::Choice for Durability {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Durability::Batch,
+            "batch",
+            "Commit records in batches; a crash may re-run the last batches' tasks",
+        ),
+        (
+            Durability::GroupCommit,
+            "group-commit",
+            "Report a task done only after its batch is committed with fsync",
+        ),
+    ];
 }
 
 /// Terminal status of a task record.

@@ -15,6 +15,7 @@
 mod recorder;
 mod report;
 mod samples;
+pub use samples::Samples;
 mod summary;
 
 pub(crate) use recorder::Recorder;

@@ -91,13 +91,36 @@ mod layout {
 /// percentiles, mean, minimum and maximum (tested against `hdrhistogram`).
 /// On no-op tasks the two `saturating_record` calls per task this replaces
 /// were about a sixth of a worker's time.
+///
+/// Public so that a harness timing something other than the engine (the
+/// benchmark's baseline ports) records latency exactly as the engine does.
+///
+/// # Examples
+///
+/// ```
+/// use taskq::metrics::Samples;
+/// let mut s = Samples::new();
+/// for ns in [1_000_000, 2_000_000, 3_000_000] {
+///     s.record(ns);
+/// }
+/// let p = s.percentiles();
+/// assert_eq!(p.count, 3);
+/// assert!((p.p50 - 2.0).abs() < 0.01); // milliseconds
+/// ```
 #[derive(Clone)]
-pub(crate) struct Samples {
+pub struct Samples {
     counts: Box<[u64]>,
 }
 
+impl Default for Samples {
+    fn default() -> Self {
+        Samples::new()
+    }
+}
+
 impl Samples {
-    pub(crate) fn new() -> Self {
+    /// No samples.
+    pub fn new() -> Self {
         Samples {
             counts: vec![0; layout::LEN].into_boxed_slice(),
         }
@@ -106,7 +129,7 @@ impl Samples {
     /// Counts `value` nanoseconds: 0 as 1, and past the last counter as one
     /// hour, as `saturating_record` does.
     #[inline]
-    pub(crate) fn record(&mut self, value: u64) {
+    pub fn record(&mut self, value: u64) {
         let value = if value > layout::LAST {
             MAX_TRACKABLE_NS
         } else {
@@ -122,10 +145,15 @@ impl Samples {
     }
 
     /// Adds `other`'s counts to these.
-    pub(crate) fn add(&mut self, other: &Samples) {
+    pub fn add(&mut self, other: &Samples) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a += b;
         }
+    }
+
+    /// The percentiles of these samples, in milliseconds.
+    pub fn percentiles(&self) -> super::Percentiles {
+        super::Percentiles::from_histogram(&self.to_histogram())
     }
 
     /// The HDR histogram of these samples.

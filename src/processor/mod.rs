@@ -6,8 +6,8 @@
 //! - [`Simulated`]: the seed's blocking I/O: sleeps a latency with jitter, fails
 //!   on a seeded schedule, honours the per-attempt deadline.
 //!
-//! The real job, [`Thumbnail`](crate::thumbnail::Thumbnail), lives beside the
-//! engine in [`thumbnail`](crate::thumbnail), with its object store: this
+//! The real job, `Thumbnail`, lives beside the
+//! engine in the `taskq-thumbnail` crate, with its object store: this
 //! module imports neither.
 
 use std::fmt;
@@ -20,24 +20,12 @@ use crate::task::Task;
 
 mod report;
 mod simulated;
-pub(crate) mod stages;
+pub mod stages;
 pub use report::{ProcessorReport, StageReport};
 pub use simulated::{CpuHash, Simulated, SimulatedConfig, SimulatedError};
 
 /// Whether a failure is worth retrying.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorClass {
     /// Might succeed if tried again: timeouts, temporarily unavailable, I/O hiccups.
@@ -53,6 +41,21 @@ impl fmt::Display for ErrorClass {
             ErrorClass::Permanent => "permanent",
         })
     }
+}
+
+impl crate::setting::Choice for ErrorClass {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            ErrorClass::Transient,
+            "transient",
+            "Might succeed if tried again (retried with backoff)",
+        ),
+        (
+            ErrorClass::Permanent,
+            "permanent",
+            "Will fail again (dead-lettered at once)",
+        ),
+    ];
 }
 
 /// A failed processing attempt.
@@ -218,8 +221,15 @@ impl<P: Processor + ?Sized> Processor for Box<P> {
 }
 
 /// A 64-bit mix of `seed` and `bytes` (FNV-1a, then the splitmix64 finaliser):
-/// stable across runs and platforms, for seeded per-task decisions.
-pub(crate) fn mix(seed: u64, bytes: &[u8]) -> u64 {
+/// stable across runs and platforms, for seeded per-task decisions (the
+/// simulated processor's faults, the sample images' colours).
+///
+/// ```
+/// use taskq::processor::mix;
+/// assert_eq!(mix(7, b"img/000001.jpg"), mix(7, b"img/000001.jpg"));
+/// assert_ne!(mix(7, b"img/000001.jpg"), mix(8, b"img/000001.jpg"));
+/// ```
+pub fn mix(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
     for &b in bytes {
         h ^= u64::from(b);
@@ -228,8 +238,9 @@ pub(crate) fn mix(seed: u64, bytes: &[u8]) -> u64 {
     splitmix(h)
 }
 
-/// The splitmix64 finaliser.
-pub(crate) fn splitmix(mut z: u64) -> u64 {
+/// The splitmix64 finaliser: a bijective 64-bit mix, so that consecutive
+/// inputs give unrelated outputs.
+pub fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

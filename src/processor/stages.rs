@@ -23,8 +23,25 @@ struct Cell {
     max_ns: AtomicU64,
 }
 
-/// Counters for a fixed list of stages, plus items and bytes.
-pub(crate) struct StageStats {
+/// Counters for a fixed list of stages, plus items and bytes: what a
+/// processor with stages (read, decode, resize, …) puts in its
+/// [`ProcessorReport`] ([`Processor::report`](crate::Processor::report)).
+///
+/// # Examples
+///
+/// ```
+/// use taskq::processor::stages::StageStats;
+/// let stats = StageStats::new(&["fetch", "transform"]);
+/// stats.add(0, 2_000_000); // fetch took 2 ms
+/// stats.add(1, 500_000);
+/// stats.read(4096);
+/// stats.item();
+/// let report = stats.report("mine/v1");
+/// assert_eq!(report.items, 1);
+/// assert_eq!(report.stages[0].name, "fetch");
+/// assert_eq!(report.stages[0].total_ms, 2.0);
+/// ```
+pub struct StageStats {
     names: &'static [&'static str],
     cells: Box<[CachePadded<Cell>]>,
     /// Items produced. Written by workers, read by `report`.
@@ -36,7 +53,8 @@ pub(crate) struct StageStats {
 }
 
 impl StageStats {
-    pub(crate) fn new(names: &'static [&'static str]) -> Self {
+    /// Zeroed counters for the stages `names`, in pipeline order.
+    pub fn new(names: &'static [&'static str]) -> Self {
         StageStats {
             names,
             cells: names.iter().map(|_| CachePadded::default()).collect(),
@@ -46,28 +64,36 @@ impl StageStats {
         }
     }
 
-    /// Adds one run of stage `index` that took `ns`.
-    pub(crate) fn add(&self, index: usize, ns: u64) {
+    /// Adds one run of stage `index` (into the names given to
+    /// [`new`](StageStats::new)) that took `ns` nanoseconds.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not a stage's index.
+    pub fn add(&self, index: usize, ns: u64) {
         let cell = &self.cells[index];
         cell.total_ns.fetch_add(ns, Relaxed);
         cell.count.fetch_add(1, Relaxed);
         cell.max_ns.fetch_max(ns, Relaxed);
     }
 
-    pub(crate) fn read(&self, bytes: u64) {
+    /// Counts `bytes` read from storage.
+    pub fn read(&self, bytes: u64) {
         self.bytes_read.fetch_add(bytes, Relaxed);
     }
 
-    pub(crate) fn wrote(&self, bytes: u64) {
+    /// Counts `bytes` written to storage.
+    pub fn wrote(&self, bytes: u64) {
         self.bytes_written.fetch_add(bytes, Relaxed);
     }
 
-    pub(crate) fn item(&self) {
+    /// Counts one item produced.
+    pub fn item(&self) {
         self.items.fetch_add(1, Relaxed);
     }
 
     /// The counters so far, as a report (`items_per_s` left for the caller).
-    pub(crate) fn report(&self, name: &str) -> ProcessorReport {
+    pub fn report(&self, name: &str) -> ProcessorReport {
         let ms = |ns: u64| ns as f64 / 1e6;
         ProcessorReport {
             name: name.into(),

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// Whether worker threads are pinned to cores.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PinMode {
     /// Pin round-robin over the cores this process may use when there are no more
@@ -16,6 +16,22 @@ pub enum PinMode {
     On,
     /// Never pin.
     Off,
+}
+
+impl crate::setting::Choice for PinMode {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            PinMode::Auto,
+            "auto",
+            "Pin when there are no more workers than cores",
+        ),
+        (
+            PinMode::On,
+            "on",
+            "Always pin, round-robin over the allowed cores",
+        ),
+        (PinMode::Off, "off", "Never pin"),
+    ];
 }
 
 /// The core each worker is pinned to (`None`: unpinned), round-robin over the

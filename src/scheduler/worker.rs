@@ -24,7 +24,7 @@ use super::{LaneView, Scheduler, Source};
 /// next one short, though: after a duplicate, say, comes a real task, and the
 /// job taken ahead then waits for that task to finish even if a sibling is
 /// idle. At most one job per worker is held that way, for at most the
-/// duration of the job it waits behind (`tests/engine_promises.rs`,
+/// duration of the job it waits behind (`tests/engine/engine_promises.rs`,
 /// `a_job_taken_ahead_waits_behind_one_job_at_most`).
 const LOOKAHEAD_NS: u64 = 20_000;
 

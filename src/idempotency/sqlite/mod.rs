@@ -8,7 +8,7 @@
 //!
 //! The schema and its versions are described in `schema`.
 //!
-//! - `options`: [`SqliteOptions`] and [`Durability`].
+//! - `options`: [`SqliteOptions`].
 //! - `schema`: [`SCHEMA_VERSION`], [`UNKNOWN_PROCESSOR`], the migrations and
 //!   the private creation of a new file.
 //! - `error`: SQLite errors as [`StoreError`]s.
@@ -43,9 +43,10 @@ use self::schema::{create_private, migrate};
 use self::writer::SqliteWriter;
 use super::store::{ProcessorRecords, Store, StoreError, StoreReader, StoreWriter};
 
-pub use self::options::{Durability, SqliteOptions};
+pub use self::options::SqliteOptions;
 pub use self::schema::{SCHEMA_VERSION, UNKNOWN_PROCESSOR};
 pub use self::tune::tune_sqlite_process;
+use super::store::Durability;
 
 /// A taskq database in one SQLite file.
 #[derive(Debug)]

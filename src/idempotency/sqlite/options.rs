@@ -8,22 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// How a success is made durable.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Durability {
-    /// Records are committed in batches (WAL, `synchronous=NORMAL`); a task is
-    /// reported done when its record is handed to the writer. A crash loses at
-    /// most the batches not yet committed: those tasks run again on the next run
-    /// of the same input (at-least-once; outputs are written atomically and
-    /// deterministically, so the effect is once).
-    #[default]
-    Batch,
-    /// A task is reported done only after the batch holding its record is
-    /// committed with `synchronous=FULL` (one fsync per batch): an acknowledged
-    /// task survives a crash or power loss.
-    GroupCommit,
-}
+use crate::idempotency::store::Durability;
 
 /// Settings of the SQLite store.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -241,7 +241,8 @@ fn a_version_2_file_is_migrated_with_unknown_processors() {
     assert_eq!(store.dead_letters(None).unwrap()[0].processor, "simulated");
 }
 
-const NAME_OF_THUMBNAIL: &str = crate::thumbnail::NAME;
+/// The thumbnail processor's record name (`taskq_thumbnail::NAME`).
+const NAME_OF_THUMBNAIL: &str = "thumbnail/v1";
 
 /// Records are the processor's own: a key done by one is new to another.
 #[test]

@@ -1,0 +1,587 @@
+//! Command-line arguments (`clap`), turned into validated configurations.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::input::InputFormat;
+use crate::runner::{ProcessorKind, RunConfig};
+use taskq::config::EngineConfig;
+use taskq::error::Error;
+use taskq::idempotency::{Durability, StoreConfig};
+use taskq::processor::ErrorClass;
+use taskq::processor::SimulatedConfig;
+use taskq::retry::RetryPolicy;
+use taskq::setting;
+use taskq::setting::Choice;
+use taskq::{AdmissionMode, PinMode};
+use taskq_bench::generate::{GenerateOptions, OutputFormat};
+
+/// taskq: a bounded, work-stealing task-queue engine for image-variant jobs.
+#[derive(Debug, Parser)]
+#[command(name = "taskq", version, about, long_about = None)]
+pub struct Cli {
+    /// Log events on stderr as text, or as JSON lines (one object per event,
+    /// for log shippers). Which events: RUST_LOG (default `warn`; task-level
+    /// events with `RUST_LOG=taskq=debug`, or `trace` for every task).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log events are written to stderr (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, the event's fields at its top level.
+    Json,
+}
+
+/// A value parser for a setting the library names its values of
+/// ([`Choice`]): `--help` lists each name with its line, and a wrong one is
+/// refused with the list.
+pub fn choice<T: Choice + Send + Sync>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new(
+        T::CHOICES
+            .iter()
+            .map(|&(_, name, help)| PossibleValue::new(name).help(help)),
+    )
+    .map(|name| T::from_name(&name).expect("clap accepted one of CHOICES"))
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the tasks of a file (JSON array or NDJSON) and report.
+    Run(Box<RunArgs>),
+    /// Write a deterministic task file for tests and benchmarks.
+    Generate(GenerateArgs),
+    /// Benchmark taskq against the designs it replaces (results/ JSON, CSV, SVG).
+    Bench(Box<taskq_bench::cli::BenchArgs>),
+    /// Inspect, re-drive or purge the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Write deterministic sample images and their task file into an object store.
+    SeedImages(SeedImagesArgs),
+}
+
+/// `taskq seed-images`.
+#[derive(Debug, Args)]
+pub struct SeedImagesArgs {
+    /// The object store's root directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// How many images (every 4th is a PNG, the rest JPEGs).
+    #[arg(long)]
+    pub count: u64,
+    /// Seed: the same seed gives the same images.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Image width, pixels.
+    #[arg(long, default_value_t = 1024)]
+    pub width: u32,
+    /// Image height, pixels.
+    #[arg(long, default_value_t = 768)]
+    pub height: u32,
+    /// Variant sizes each image gets a task for, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "200x200,400x400",
+        value_name = "WxH,..."
+    )]
+    pub sizes: Vec<taskq::task::Size>,
+}
+
+impl SeedImagesArgs {
+    /// The sample options these arguments give.
+    pub fn to_options(&self) -> taskq_thumbnail::samples::SampleOptions {
+        taskq_thumbnail::samples::SampleOptions {
+            count: self.count,
+            seed: self.seed,
+            width: self.width,
+            height: self.height,
+            sizes: self.sizes.clone(),
+        }
+    }
+}
+
+/// `taskq dlq …`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters (oldest failure first), with the processor that failed each.
+    List {
+        /// Which database.
+        #[command(flatten)]
+        db: DlqDbArgs,
+        /// Only this idempotency key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run dead-lettered tasks again with the processor that failed them, with
+    /// idempotency; clear the ones that succeed.
+    Retry(Box<DlqRetryArgs>),
+    /// Delete dead letters.
+    Purge {
+        /// Which database.
+        #[command(flatten)]
+        db: DlqDbArgs,
+        /// Which dead letters.
+        #[command(flatten)]
+        selection: SelectionArgs,
+    },
+}
+
+/// The database of a `dlq` command: `--db PATH`, or the one of `--store DIR`.
+#[derive(Debug, Args)]
+pub struct DlqDbArgs {
+    /// The database [default: taskq.db; with --store DIR: DIR/taskq.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// An object store: its database is DIR/taskq.db (as for `run`), and
+    /// `retry` reads and writes the thumbnail processor's images there.
+    #[arg(long = "store", value_name = "DIR")]
+    pub object_store: Option<PathBuf>,
+}
+
+impl DlqDbArgs {
+    /// The database file these arguments name.
+    pub fn path(&self) -> PathBuf {
+        match (&self.db, &self.object_store) {
+            (Some(db), _) => db.clone(),
+            (None, Some(store)) => store.join("taskq.db"),
+            (None, None) => PathBuf::from("taskq.db"),
+        }
+    }
+}
+
+/// `--key K` or `--all`: exactly one.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SelectionArgs {
+    /// Only the dead letter of this idempotency key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Every dead letter.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl SelectionArgs {
+    /// The selection these arguments give.
+    pub fn to_selection(&self) -> crate::dlq::Selection {
+        match &self.key {
+            Some(k) => crate::dlq::Selection::Key(k.clone()),
+            None => crate::dlq::Selection::All,
+        }
+    }
+}
+
+/// `taskq dlq retry`.
+#[derive(Debug, Args)]
+pub struct DlqRetryArgs {
+    /// Which database (and, for thumbnails, which object store).
+    #[command(flatten)]
+    pub db: DlqDbArgs,
+    /// Which dead letters.
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Worker threads.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Most tasks held at once.
+    #[arg(long, default_value_t = 200)]
+    pub capacity: usize,
+    /// Write the JSON report here (`-`: to stdout instead of the summary).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Retry only the dead letters this processor made, with it (`thumbnail`
+    /// needs `--store`); dead letters recorded before taskq kept processors
+    /// are given to it. Default: the processor that made the selected dead
+    /// letters.
+    #[arg(long, value_enum)]
+    pub processor: Option<ProcessorKind>,
+    /// Settings of the simulated processor.
+    #[command(flatten)]
+    pub simulated: SimulatedArgs,
+    /// Retries and timeouts.
+    #[command(flatten)]
+    pub retry: RetryArgs,
+}
+
+impl DlqRetryArgs {
+    /// The processor of `kind` with these arguments' settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for bad processor settings (or `--store` missing for
+    /// the thumbnail processor), [`Error::Io`] when the effects log or the
+    /// object store cannot be opened.
+    pub fn to_processor(
+        &self,
+        kind: ProcessorKind,
+    ) -> Result<std::sync::Arc<dyn taskq::Processor>, Error> {
+        let mut run = RunConfig::new("-");
+        run.processor = kind;
+        // `--store` also names the database; only thumbnails read images there.
+        run.object_store = self
+            .db
+            .object_store
+            .clone()
+            .filter(|_| kind == ProcessorKind::Thumbnail);
+        run.simulated = self.simulated.to_config();
+        run.validate()?;
+        crate::runner::build_processor(&run)
+    }
+
+    /// The engine configuration these arguments give.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a setting that cannot even be converted.
+    pub fn to_config(&self) -> Result<EngineConfig, Error> {
+        Ok(EngineConfig {
+            workers: self.workers,
+            capacity: self.capacity,
+            store: Some(StoreConfig::new(self.db.path())),
+            retry: RetryPolicy {
+                max_retries: self.retry.max_retries,
+                backoff_base_ms: self.retry.backoff_base_ms,
+                backoff_max_ms: self.retry.backoff_max_ms,
+                seed: self.simulated.seed,
+            },
+            task_timeout_ms: self.retry.task_timeout_ms,
+            shutdown_timeout_ms: shutdown_timeout_ms(self.retry.shutdown_timeout)?,
+            panic_class: self.retry.panic_class,
+            ..EngineConfig::default()
+        })
+    }
+}
+
+fn shutdown_timeout_ms(seconds: Option<f64>) -> Result<Option<u64>, Error> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => {
+            Ok(Some((s * 1000.0).round() as u64))
+        }
+        Some(s) => Err(Error::config(
+            setting::SHUTDOWN_TIMEOUT,
+            format!("must be between 0 and 86400 seconds, got {s}"),
+        )),
+    }
+}
+
+/// Input formats on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// Detect from the first byte: `[` is a JSON array, `{` NDJSON.
+    Auto,
+    /// A JSON array of task objects.
+    Json,
+    /// One task object per line.
+    Ndjson,
+}
+
+/// `taskq run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Task file: a JSON array of tasks or NDJSON (one per line); `-` reads
+    /// stdin. Default with `--store DIR`: `DIR/tasks.json`.
+    #[arg(long, value_name = "FILE", required_unless_present = "object_store")]
+    pub tasks: Option<PathBuf>,
+    /// The object store's root directory: where `--processor thumbnail` reads
+    /// sources and writes `variants/{WxH}/{image_key}`.
+    #[arg(long = "store", value_name = "DIR")]
+    pub object_store: Option<PathBuf>,
+    /// If `DIR/tasks.json` (`--store DIR`) does not exist yet, first write N sample images
+    /// (1024x768) and that task file into the store.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "object_store",
+        conflicts_with = "tasks"
+    )]
+    pub seed_images: Option<u64>,
+    /// Input format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    pub format: FormatArg,
+    /// Worker threads.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Most tasks held at once (queued, running, or waiting for a retry).
+    #[arg(long, default_value_t = 200)]
+    pub capacity: usize,
+    /// At capacity: `block` parks the producer, `reject` refuses and counts the task.
+    #[arg(long, value_parser = choice::<AdmissionMode>(), default_value = AdmissionMode::Block.name())]
+    pub admission: AdmissionMode,
+    /// Producer threads the file's tasks are spread over (the seed used 100).
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Pin workers to cores: `auto` pins when workers do not outnumber the
+    /// allowed cores, `on` always (round-robin), `off` never.
+    #[arg(long, value_parser = choice::<PinMode>(), default_value = PinMode::Auto.name())]
+    pub pin: PinMode,
+    /// Write the JSON report here (`-`: to stdout instead of the summary).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Do not draw the progress bar (it is only drawn when stderr is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Append `key<TAB>outcome` for every task the moment it is reported done.
+    #[arg(long, value_name = "PATH")]
+    pub done_log: Option<PathBuf>,
+    /// Largest accepted input record, in bytes.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_record_bytes: usize,
+    /// Fail the run (exit 1) at the first invalid record, an invalid task or a
+    /// broken NDJSON line, instead of skipping it: a regular file is checked
+    /// before any work starts; on stdin admission stops at that record.
+    #[arg(long)]
+    pub strict: bool,
+    /// The processor: `simulated` (the seed's blocking I/O), `noop`, `cpu`
+    /// (about 2 µs of hashing), or `thumbnail` (real variants; needs `--store`).
+    #[arg(long, value_enum, default_value_t = ProcessorKind::Simulated)]
+    pub processor: ProcessorKind,
+    /// Settings of the simulated processor.
+    #[command(flatten)]
+    pub simulated: SimulatedArgs,
+    /// Idempotency and persistence.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Retries and timeouts.
+    #[command(flatten)]
+    pub retry: RetryArgs,
+}
+
+/// Idempotency and persistence settings.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// SQLite database holding the task records and dead letters
+    /// [default: taskq.db; with --store DIR: DIR/taskq.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Run without a database: no idempotency, no records, no dead-letter queue.
+    #[arg(long, conflicts_with = "db")]
+    pub no_db: bool,
+    /// `batch`: records committed in batches, a crash may redo the last batch;
+    /// `group-commit`: a task is done only once its record is committed (fsync).
+    #[arg(long, value_parser = choice::<Durability>(), default_value = Durability::Batch.name())]
+    pub durability: Durability,
+    /// Records per committed batch, at most.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+    /// Commit a batch at most this long after its first record.
+    #[arg(long, default_value_t = 10, value_name = "MS")]
+    pub batch_ms: u64,
+    /// Committed keys kept in the in-memory hot cache.
+    #[arg(long, default_value_t = 100_000, value_name = "KEYS")]
+    pub cache_capacity: usize,
+    /// How long to wait for a database locked by another process.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    pub busy_timeout_ms: u64,
+}
+
+/// Retry and timeout settings.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// Retries of a transiently failed task (so at most this + 1 attempts).
+    #[arg(long, default_value_t = 3)]
+    pub max_retries: u32,
+    /// Backoff base: the delay after attempt n is drawn from [0, min(max, base·2^(n−1))).
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    pub backoff_base_ms: u64,
+    /// Backoff cap.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    pub backoff_max_ms: u64,
+    /// An attempt running longer than this fails as a transient timeout.
+    #[arg(long, value_name = "MS")]
+    pub task_timeout_ms: Option<u64>,
+    /// At shutdown, wait at most this long for admitted work, then dead-letter
+    /// what has not run (kind `shutdown`). Default: wait for everything.
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub shutdown_timeout: Option<f64>,
+    /// How a panicking processor's attempt is classed.
+    #[arg(long, value_parser = choice::<ErrorClass>(), default_value = ErrorClass::Permanent.name())]
+    pub panic_class: ErrorClass,
+}
+
+/// The simulated processor's settings.
+#[derive(Debug, Args)]
+pub struct SimulatedArgs {
+    /// Simulated I/O time per attempt, milliseconds.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 30.0,
+        value_name = "MS"
+    )]
+    pub latency_ms: f64,
+    /// Each attempt's latency is drawn uniformly from latency ± jitter.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.0,
+        value_name = "MS"
+    )]
+    pub jitter_ms: f64,
+    /// Share of attempts failing transiently (0..1), seeded per key and attempt.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.0,
+        value_name = "P"
+    )]
+    pub transient_rate: f64,
+    /// Share of keys failing permanently (0..1), seeded per key.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.0,
+        value_name = "P"
+    )]
+    pub permanent_rate: f64,
+    /// Seed of every simulated draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Append `key<TAB>attempt` for every processing performed, written through.
+    #[arg(long, value_name = "PATH")]
+    pub effects_log: Option<PathBuf>,
+}
+
+impl SimulatedArgs {
+    /// The processor settings these arguments give.
+    pub fn to_config(&self) -> SimulatedConfig {
+        SimulatedConfig {
+            latency_ms: self.latency_ms,
+            jitter_ms: self.jitter_ms,
+            transient_rate: self.transient_rate,
+            permanent_rate: self.permanent_rate,
+            seed: self.seed,
+            effects_log: self.effects_log.clone(),
+        }
+    }
+}
+
+impl RunArgs {
+    /// The run configuration these arguments give (further validated by
+    /// [`RunConfig::validate`] when run).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a setting that cannot even be converted.
+    pub fn to_config(&self) -> Result<RunConfig, Error> {
+        let shutdown_timeout_ms = shutdown_timeout_ms(self.retry.shutdown_timeout)?;
+        let tasks = match (&self.tasks, &self.object_store) {
+            (Some(t), _) => t.clone(),
+            (None, Some(store)) => store.join(taskq_thumbnail::samples::TASKS_KEY),
+            (None, None) => {
+                return Err(Error::config(
+                    setting::TASKS,
+                    "a task file is needed (or --store DIR, to read <DIR>/tasks.json)",
+                ))
+            }
+        };
+        // A store keeps its own records: keys like `img/000001.jpg:200x200`
+        // recorded by another job in ./taskq.db must not count as done here.
+        let db = match (&self.store.db, &self.object_store) {
+            (Some(db), _) => db.clone(),
+            (None, Some(store)) => store.join("taskq.db"),
+            (None, None) => PathBuf::from("taskq.db"),
+        };
+        Ok(RunConfig {
+            tasks,
+            format: match self.format {
+                FormatArg::Auto => InputFormat::Auto,
+                FormatArg::Json => InputFormat::Json,
+                FormatArg::Ndjson => InputFormat::Ndjson,
+            },
+            max_record_bytes: self.max_record_bytes,
+            strict: self.strict,
+            producers: self.producers,
+            engine: EngineConfig {
+                workers: self.workers,
+                capacity: self.capacity,
+                admission: self.admission,
+                pin: self.pin,
+                release_batch: None,
+                store: (!self.store.no_db).then_some(StoreConfig {
+                    path: db,
+                    durability: self.store.durability,
+                    batch_size: self.store.batch_size,
+                    batch_ms: self.store.batch_ms,
+                    cache_capacity: self.store.cache_capacity,
+                    busy_timeout_ms: self.store.busy_timeout_ms,
+                }),
+                retry: RetryPolicy {
+                    max_retries: self.retry.max_retries,
+                    backoff_base_ms: self.retry.backoff_base_ms,
+                    backoff_max_ms: self.retry.backoff_max_ms,
+                    seed: self.simulated.seed,
+                },
+                task_timeout_ms: self.retry.task_timeout_ms,
+                shutdown_timeout_ms,
+                panic_class: self.retry.panic_class,
+            },
+            processor: self.processor,
+            simulated: self.simulated.to_config(),
+            progress: !self.no_progress,
+            done_log: self.done_log.clone(),
+            object_store: self.object_store.clone(),
+            seed_images: self.seed_images,
+        })
+    }
+}
+
+/// Output formats of `taskq generate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GenFormatArg {
+    /// A JSON array, one task per line.
+    Json,
+    /// One task object per line.
+    Ndjson,
+}
+
+/// `taskq generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// How many tasks.
+    #[arg(long)]
+    pub count: u64,
+    /// Where to write them (`-`: stdout).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GenFormatArg::Json)]
+    pub format: GenFormatArg,
+    /// Share of tasks repeating an earlier task's key (0..1).
+    #[arg(long, default_value_t = 0.0, value_name = "RATIO")]
+    pub duplicates: f64,
+    /// Seed: the same seed gives the same file.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl GenerateArgs {
+    /// The generator options these arguments give.
+    pub fn to_options(&self) -> GenerateOptions {
+        GenerateOptions {
+            count: self.count,
+            format: match self.format {
+                GenFormatArg::Json => OutputFormat::Json,
+                GenFormatArg::Ndjson => OutputFormat::Ndjson,
+            },
+            duplicates: self.duplicates,
+            seed: self.seed,
+        }
+    }
+}
+
+pub use crate::flags::{flag_for, named_by_flag, FLAGS, NO_FLAG};

@@ -1,0 +1,12 @@
+//! The `taskq` command line, as a library so that its end-to-end tests and
+//! the fuzz target reach its parts: [`cli`] (the arguments), [`flags`] (each
+//! setting's flag), [`input`] (the streaming task-file reader), [`runner`]
+//! (a run of a task file, from settings to report) and [`dlq`] (the
+//! dead-letter commands). The binary is `crates/cli/src/main.rs`.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod dlq;
+pub mod flags;
+pub mod input;
+pub mod runner;

@@ -1,0 +1,388 @@
+//! The `taskq` command: parse, run, print the report, exit.
+
+use std::fs::File;
+use std::io::{BufWriter, ErrorKind, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use taskq::{Report, RunStatus};
+use taskq_cli::cli::{Cli, Command, DlqCommand, LogFormat};
+use taskq_cli::dlq::Selection;
+use taskq_cli::runner::ProcessorKind;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    // SAFETY: no other thread exists yet, so none is using SQLite.
+    unsafe { taskq::idempotency::tune_sqlite_process() };
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed stdout (`taskq … | head`) is the reader's choice, not an error.
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {:#}", named_by_flag(err));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The library names a bad setting by its field; the command line names its
+/// flag ([`taskq_cli::cli::named_by_flag`]). Only a bare `taskq::Error` is
+/// converted: one wrapped in context would lose it.
+fn named_by_flag(err: anyhow::Error) -> anyhow::Error {
+    if err.chain().count() > 1 {
+        return err;
+    }
+    let err = match err.downcast::<taskq::Error>() {
+        Ok(e) => return taskq_cli::flags::named_by_flag(e).into(),
+        Err(err) => err,
+    };
+    match err.downcast::<taskq_bench::BenchError>() {
+        Ok(taskq_bench::BenchError::Engine(e)) => taskq_cli::flags::named_by_flag(e).into(),
+        Ok(other) => other.into(),
+        Err(err) => err,
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format)?;
+    match cli.command {
+        Command::Run(args) => {
+            let config = args.to_config()?;
+            if let Some(p) = args.report.as_deref().filter(|p| p.as_os_str() != "-") {
+                // Fail before any work starts, not after it, if the report cannot be written.
+                // The temporary file is removed when dropped.
+                drop(
+                    report_tempfile(p)
+                        .with_context(|| format!("cannot write report {}", p.display()))?,
+                );
+            }
+            let interrupt = taskq_cli::runner::Interrupt::new();
+            watch_signals(interrupt.clone())?;
+            let report = taskq_cli::runner::run_with(&config, &interrupt).map_err(|e| match e {
+                taskq_cli::runner::RunError::Engine(e) => anyhow::Error::from(e),
+                taskq_cli::runner::RunError::Input(e) => anyhow::Error::from(e),
+            })?;
+            if report.status == RunStatus::Failed {
+                for e in &report.errors {
+                    eprintln!("error: {e}");
+                }
+            }
+            warn_invalid(&report, &config.tasks);
+            emit(&report, args.report.as_deref())?;
+            Ok(ExitCode::from(taskq_cli::runner::exit_code(&report)))
+        }
+        Command::Generate(args) => {
+            let opts = args.to_options();
+            opts.validate()?;
+            let written = if args.out.as_os_str() == "-" {
+                taskq_bench::generate::write_tasks(&opts, std::io::stdout().lock())
+            } else {
+                let file = File::create(&args.out)
+                    .with_context(|| format!("cannot create {}", args.out.display()))?;
+                taskq_bench::generate::write_tasks(&opts, BufWriter::new(file))
+            };
+            let written = match written {
+                Err(e) if e.kind() == ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+                other => other.with_context(|| format!("cannot write {}", args.out.display()))?,
+            };
+            if args.out.as_os_str() != "-" {
+                eprintln!("wrote {written} tasks to {}", args.out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            taskq_bench::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+        Command::Dlq(cmd) => dlq(cmd),
+        Command::SeedImages(args) => {
+            let options = args.to_options();
+            options.validate()?;
+            let mut store = taskq_thumbnail::object_store::LocalStore::create(&args.store)?;
+            store.lock()?;
+            let s = taskq_thumbnail::samples::seed_images(&store, &options)?;
+            writeln!(
+                std::io::stdout().lock(),
+                "wrote {} images ({:.1} MiB) and {} tasks to {}",
+                s.images,
+                s.bytes as f64 / (1024.0 * 1024.0),
+                s.tasks,
+                args.store
+                    .join(taskq_thumbnail::samples::TASKS_KEY)
+                    .display()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        DlqCommand::List { db, key, json } => {
+            let db = db.path();
+            let selection = key.map_or(Selection::All, Selection::Key);
+            let letters = taskq_cli::dlq::list(&db, &selection)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&letters)?)?;
+            } else {
+                writeln!(out, "{} dead letter(s) in {}", letters.len(), db.display())?;
+                for d in &letters {
+                    writeln!(
+                        out,
+                        "{key}\t{processor}\t{class} {kind}\tattempts {attempts}\t{message}",
+                        key = d.task.idempotency_key(),
+                        processor = taskq_cli::dlq::processor_label(&d.processor),
+                        class = d.class,
+                        kind = d.kind,
+                        attempts = d.attempts,
+                        message = d.message,
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Purge { db, selection } => {
+            let db = db.path();
+            let n = taskq_cli::dlq::purge(&db, &selection.to_selection())?;
+            writeln!(out, "purged {n} dead letter(s) from {}", db.display())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Retry(args) => {
+            let db = args.db.path();
+            let selection = args.selection.to_selection();
+            let config = args.to_config()?;
+            // Every check comes before anything is written: a dead letter is
+            // retried with the processor that made it, or not at all.
+            let (kind, adopt) = match args.processor {
+                Some(kind) => (kind, true),
+                None => match retry_kind(&db, &selection, args.db.object_store.is_some())? {
+                    Some(kind) => (kind, false),
+                    None => {
+                        writeln!(out, "no dead letters to retry in {}", db.display())?;
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                },
+            };
+            let processor = args.to_processor(kind)?;
+            let retried = taskq_cli::dlq::retry(config, processor.clone(), &selection, adopt)?;
+            let mut report = retried.report;
+            report.processor = processor.report().map(|mut p| {
+                p.finish(report.elapsed_s);
+                p
+            });
+            drop(out);
+            emit(&report, args.report.as_deref())?;
+            let mut out = std::io::stdout().lock();
+            if retried.adopted > 0 {
+                writeln!(
+                    out,
+                    "gave {} dead letter(s) recorded before taskq kept processors to {}",
+                    retried.adopted,
+                    processor.name()
+                )?;
+            }
+            writeln!(
+                out,
+                "cleared {} dead letter(s) whose task now succeeded",
+                retried.cleared
+            )?;
+            if !retried.skipped.0.is_empty() {
+                writeln!(
+                    out,
+                    "left {} dead letter(s) of other processors ({}): retry them without --processor",
+                    retried.skipped.0.iter().map(|(_, n)| n).sum::<u64>(),
+                    retried.skipped.describe()
+                )?;
+            }
+            Ok(ExitCode::from(taskq_cli::runner::exit_code(&report)))
+        }
+    }
+}
+
+/// The processor that made the selected dead letters, checked to be one this
+/// binary can run with the settings given; `None` when nothing is selected.
+fn retry_kind(
+    db: &Path,
+    selection: &Selection,
+    has_store: bool,
+) -> anyhow::Result<Option<ProcessorKind>> {
+    let by = taskq_cli::dlq::processors(db, selection)?;
+    let db = db.display();
+    let (name, n) = match by.0.as_slice() {
+        [] => return Ok(None),
+        [(name, n)] => (name, n),
+        _ => anyhow::bail!(
+            "the selected dead letters in {db} were made by several processors ({}); \
+             retry one processor's at a time with --processor; nothing was changed",
+            by.describe()
+        ),
+    };
+    if name == taskq::idempotency::UNKNOWN_PROCESSOR {
+        anyhow::bail!(
+            "{n} dead letter(s) in {db} were recorded before taskq kept processors: say which \
+             processor to retry them with (--processor simulated|noop|cpu|thumbnail); nothing \
+             was changed"
+        );
+    }
+    let Some(kind) = ProcessorKind::from_record_name(name) else {
+        anyhow::bail!(
+            "{n} dead letter(s) in {db} were made by processor {name:?}, which this taskq \
+             cannot run (it runs {}); retry them with the program that made them; nothing was \
+             changed",
+            ProcessorKind::ALL.map(|k| k.record_name()).join(", ")
+        );
+    };
+    if kind == ProcessorKind::Thumbnail && !has_store {
+        anyhow::bail!(
+            "{n} dead letter(s) in {db} were made by {name}: retrying them needs --store DIR, the \
+             object store holding their images; nothing was changed"
+        );
+    }
+    Ok(Some(kind))
+}
+
+/// Installs the log subscriber: events on stderr, filtered by `RUST_LOG`
+/// (default `warn`), as text or JSON lines.
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let directives = if directives.trim().is_empty() {
+        "warn"
+    } else {
+        directives.as_str()
+    };
+    let filter = EnvFilter::builder().parse(directives).map_err(|e| {
+        anyhow::anyhow!("invalid RUST_LOG {directives:?}: {e} (expected e.g. taskq=debug)")
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))
+}
+
+/// First SIGINT/SIGTERM: stop admitting, drain, report (exit 130/143). A second
+/// one: exit at once. SQLite stays consistent either way: every batch is one
+/// transaction in a WAL file, so an interrupted commit is simply not there.
+fn watch_signals(interrupt: taskq_cli::runner::Interrupt) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("taskq-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if interrupt.trigger(signal) {
+                    eprintln!("taskq: stopping admission and draining (again to exit at once)");
+                } else {
+                    std::process::exit(128 + signal);
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(())
+}
+
+/// How many invalid records a run names on stderr (the report lists up to
+/// [`taskq::metrics::MAX_INVALID_LISTED`]).
+const INVALID_SHOWN: usize = 10;
+
+/// Names the first invalid records (invalid tasks, broken NDJSON lines) on
+/// stderr, `file:line: ...`, so that a run without `--report` still says where
+/// they are.
+fn warn_invalid(report: &Report, tasks: &Path) {
+    if report.counts.invalid == 0 {
+        return;
+    }
+    let name = taskq_cli::input::source_name(tasks);
+    let mut err = std::io::stderr().lock();
+    let shown = report.invalid_tasks.iter().take(INVALID_SHOWN);
+    let n = shown.len() as u64;
+    for t in shown {
+        let _ = writeln!(
+            err,
+            "{name}:{}: invalid record skipped: {}",
+            t.line, t.error
+        );
+    }
+    let more = report.counts.invalid.saturating_sub(n);
+    if more > 0 {
+        let _ = writeln!(
+            err,
+            "{name}: {more} more invalid record(s) skipped (a --report lists the first {})",
+            taskq::metrics::MAX_INVALID_LISTED
+        );
+    }
+}
+
+/// Prints the summary (or the JSON, with `--report -`) and writes the report file.
+fn emit(report: &Report, path: Option<&Path>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match path {
+        Some(p) if p.as_os_str() == "-" => writeln!(out, "{}", report.to_json())?,
+        Some(p) => {
+            writeln!(out, "{}", report.summary())?;
+            write_report(report, p)?;
+            writeln!(out, "report: {}", p.display())?;
+        }
+        None => writeln!(out, "{}", report.summary())?,
+    }
+    Ok(())
+}
+
+/// Writes the report through a temporary file renamed into place, readable by
+/// its owner only, so that a reader never sees half a report.
+///
+/// The temporary file has a random name and is created with `O_EXCL` (so a
+/// link planted in the directory is never followed), and the rename replaces
+/// whatever is at `path` (a link there is replaced, not followed).
+fn write_report(report: &Report, path: &Path) -> anyhow::Result<()> {
+    let context = || format!("cannot write report {}", path.display());
+    let mut tmp = report_tempfile(path).with_context(context)?;
+    let file = tmp.as_file_mut();
+    file.write_all(report.to_json().as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .with_context(context)?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(context)?;
+    Ok(())
+}
+
+/// A new temporary file beside the report `target` (mode 0600 on Unix:
+/// `tempfile`'s default), removed when dropped unless persisted.
+fn report_tempfile(target: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+}

@@ -1,0 +1,17 @@
+//! The end-to-end tests: the built `taskq` binary (and the library parts
+//! behind it) on real files, real SQLite databases and real processes, one
+//! module per concern, linked into one test binary.
+
+mod bench_harness;
+mod cli;
+mod crash;
+mod dlq_cli;
+mod hostile_input;
+mod parser_props;
+mod processor_records;
+mod signals;
+mod storage_faults;
+mod thumbnail;
+
+/// The repository's top folder: the README, `examples/`, `results/`.
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
