@@ -23,7 +23,6 @@ pub mod store;
 pub(crate) mod writer;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -105,7 +104,7 @@ impl StoreConfig {
     #[cfg(feature = "sqlite")]
     pub fn sqlite_options(&self) -> SqliteOptions {
         SqliteOptions {
-            busy_timeout: Duration::from_millis(self.busy_timeout_ms),
+            busy_timeout: std::time::Duration::from_millis(self.busy_timeout_ms),
             durability: self.durability,
             ..SqliteOptions::default()
         }

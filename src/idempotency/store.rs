@@ -123,6 +123,7 @@ pub enum RecordStatus {
 }
 
 impl RecordStatus {
+    #[cfg(feature = "sqlite")]
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             RecordStatus::Succeeded => "succeeded",

@@ -80,7 +80,7 @@ pub fn ideal_makespan_s(
         let (latency, failure) = processor.outcome(task, attempt);
         let end = start + ns(latency);
         if failure == Some(ErrorClass::Transient) && policy.allows_retry(attempt) {
-            let delay = policy.delay(&task.idempotency_key(), attempt);
+            let delay = policy.delay(task.idempotency_key(), attempt);
             due.push(Reverse((end + ns(delay), index, attempt + 1)));
         } else {
             makespan = makespan.max(end);

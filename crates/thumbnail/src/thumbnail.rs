@@ -335,7 +335,7 @@ impl Processor for Thumbnail {
         let variant = resize(&source, w, h)?;
         drop(source);
         self.stats.add(RESIZE, ns(resizing));
-        let key = variant_key(&task.image_key(), task.size());
+        let key = variant_key(task.image_key(), task.size());
         self.write(&key, &variant, format)?;
         self.stats.item();
         Ok(Output {

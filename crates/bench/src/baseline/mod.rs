@@ -244,7 +244,7 @@ fn handle<O: Observer>(
             (Err(e), Some(policy))
                 if e.class == ErrorClass::Transient && policy.allows_retry(attempt.number) =>
             {
-                let delay = policy.delay(&job.task.idempotency_key(), attempt.number);
+                let delay = policy.delay(job.task.idempotency_key(), attempt.number);
                 obs.retrying(&job, attempt.number, delay);
                 std::thread::sleep(delay);
                 attempt.number += 1;
