@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::input::InputFormat;
+use crate::input::{InputFormat, ReaderOptions};
 use crate::runner::{ProcessorKind, RunConfig};
 use taskq::config::EngineConfig;
 use taskq::error::Error;
@@ -68,6 +68,76 @@ pub enum Command {
     Dlq(DlqCommand),
     /// Write deterministic sample images and their task file into an object store.
     SeedImages(SeedImagesArgs),
+    /// Create or upgrade the PostgreSQL queue's schema (the other queue
+    /// commands do it too, when needed).
+    Migrate(PgArgs),
+    /// Put the tasks of a file into the PostgreSQL queue, deduplicated by
+    /// idempotency key in the database.
+    Enqueue(Box<EnqueueArgs>),
+    /// Show the PostgreSQL queue: tasks by state, the oldest available
+    /// task's age, retries, dead letters, and each node's heartbeat.
+    Status(StatusArgs),
+}
+
+/// The PostgreSQL queue to use.
+#[derive(Debug, Args)]
+pub struct PgArgs {
+    /// The queue's database: `postgres://USER@HOST:PORT/DATABASE` (or
+    /// key=value pairs), from this flag or TASKQ_DATABASE_URL.
+    #[arg(long, env = "TASKQ_DATABASE_URL", value_name = "URL")]
+    pub pg: String,
+}
+
+/// `taskq enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The queue.
+    #[command(flatten)]
+    pub pg: PgArgs,
+    /// Task file: a JSON array of tasks or NDJSON (one per line); `-` reads stdin.
+    #[arg(long, value_name = "FILE")]
+    pub tasks: PathBuf,
+    /// The file's layout.
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    pub format: FormatArg,
+    /// Stop at the first invalid record instead of skipping it (tasks before
+    /// it stay enqueued).
+    #[arg(long)]
+    pub strict: bool,
+    /// The processor the tasks are for: a key is done once per processor.
+    #[arg(long, value_enum, default_value_t = ProcessorKind::Simulated)]
+    pub processor: ProcessorKind,
+    /// Retries of a transiently failed task (so at most this + 1 attempts).
+    #[arg(long, default_value_t = 3)]
+    pub max_retries: u32,
+    /// Tasks per inserted batch (one statement and one transaction each).
+    #[arg(long, default_value_t = taskq_pg::enqueue::DEFAULT_BATCH)]
+    pub batch_size: usize,
+    /// Print the counts as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl EnqueueArgs {
+    /// The reader's settings.
+    pub fn reader_options(&self) -> ReaderOptions {
+        ReaderOptions {
+            format: self.format.into(),
+            strict: self.strict,
+            ..ReaderOptions::default()
+        }
+    }
+}
+
+/// `taskq status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The queue.
+    #[command(flatten)]
+    pub pg: PgArgs,
+    /// Print the status as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `taskq seed-images`.
@@ -290,6 +360,16 @@ pub enum FormatArg {
     Ndjson,
 }
 
+impl From<FormatArg> for InputFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Auto => InputFormat::Auto,
+            FormatArg::Json => InputFormat::Json,
+            FormatArg::Ndjson => InputFormat::Ndjson,
+        }
+    }
+}
+
 /// `taskq run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -498,11 +578,7 @@ impl RunArgs {
         };
         Ok(RunConfig {
             tasks,
-            format: match self.format {
-                FormatArg::Auto => InputFormat::Auto,
-                FormatArg::Json => InputFormat::Json,
-                FormatArg::Ndjson => InputFormat::Ndjson,
-            },
+            format: self.format.into(),
             max_record_bytes: self.max_record_bytes,
             strict: self.strict,
             producers: self.producers,

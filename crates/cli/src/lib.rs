@@ -9,4 +9,5 @@ pub mod cli;
 pub mod dlq;
 pub mod flags;
 pub mod input;
+pub mod pg;
 pub mod runner;

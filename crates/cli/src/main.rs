@@ -104,6 +104,58 @@ fn run() -> anyhow::Result<ExitCode> {
             taskq_bench::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
         }
         Command::Dlq(cmd) => dlq(cmd),
+        Command::Migrate(args) => {
+            let (target, r) = taskq_cli::pg::migrate(&args.pg)?;
+            let mut out = std::io::stdout().lock();
+            if r.from == r.to {
+                writeln!(out, "{target}: queue schema at version {} already", r.to)?;
+            } else {
+                writeln!(
+                    out,
+                    "{target}: queue schema migrated from version {} to {}",
+                    r.from, r.to
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Enqueue(args) => {
+            let outcome = taskq_cli::pg::enqueue(&args)?;
+            let name = taskq_cli::input::source_name(&args.tasks);
+            let mut err = std::io::stderr().lock();
+            for r in outcome.invalid_records.iter().take(INVALID_SHOWN) {
+                let _ = writeln!(
+                    err,
+                    "{name}:{}: invalid record skipped: {}",
+                    r.line, r.error
+                );
+            }
+            let shown = outcome.invalid_records.len().min(INVALID_SHOWN) as u64;
+            if outcome.invalid > shown {
+                let _ = writeln!(
+                    err,
+                    "{name}: {} more invalid record(s) skipped (--json lists the first {})",
+                    outcome.invalid - shown,
+                    taskq::metrics::MAX_INVALID_LISTED
+                );
+            }
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&outcome)?)?;
+            } else {
+                writeln!(out, "{}", outcome.summary(&args.tasks))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let status = taskq_cli::pg::status(&args.pg.pg)?;
+            let mut out = std::io::stdout().lock();
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?;
+            } else {
+                write!(out, "{status}")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::SeedImages(args) => {
             let options = args.to_options();
             options.validate()?;

@@ -8,6 +8,7 @@ mod crash;
 mod dlq_cli;
 mod hostile_input;
 mod parser_props;
+mod pg;
 mod processor_records;
 mod signals;
 mod storage_faults;

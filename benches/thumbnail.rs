@@ -10,8 +10,6 @@
 //! the work again) and write every variant through the store's atomic,
 //! fsynced writes, as a real run does.
 
-// The profiler and Criterion settings every bench shares.
-#[path = "../../../benches/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
