@@ -271,6 +271,21 @@ impl Task {
         self.attempts
     }
 
+    /// Sets the attempts made so far: a task resumed from a queue that counts
+    /// attempts itself (the PostgreSQL queue) is attempt `n + 1` to its
+    /// processor, as it is to the queue.
+    ///
+    /// ```
+    /// use taskq::Task;
+    /// let t = Task::new("img/1.jpg", "8x8".parse()?)?.with_attempts(2);
+    /// assert_eq!(t.attempts(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_attempts(mut self, n: u32) -> Self {
+        self.attempts = n;
+        self
+    }
+
     /// Forgets the attempts made, so that a dead letter submitted again gets
     /// the whole retry budget (`taskq dlq retry`).
     pub fn reset_attempts(&mut self) {

@@ -74,6 +74,10 @@ pub enum Command {
     /// Put the tasks of a file into the PostgreSQL queue, deduplicated by
     /// idempotency key in the database.
     Enqueue(Box<EnqueueArgs>),
+    /// Run a node of the PostgreSQL queue: claim tasks, run them on this
+    /// machine's engine, write their outcomes back, until stopped (SIGTERM:
+    /// finish what runs, hand back the rest, exit 143).
+    Worker(Box<WorkerArgs>),
     /// Show the PostgreSQL queue: tasks by state, the oldest available
     /// task's age, retries, dead letters, and each node's heartbeat.
     Status(StatusArgs),
@@ -125,6 +129,112 @@ impl EnqueueArgs {
             format: self.format.into(),
             strict: self.strict,
             ..ReaderOptions::default()
+        }
+    }
+}
+
+/// `taskq worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The queue.
+    #[command(flatten)]
+    pub pg: PgArgs,
+    /// The processor whose tasks this node claims.
+    #[arg(long, value_enum, default_value_t = ProcessorKind::Simulated)]
+    pub processor: ProcessorKind,
+    /// The object store's root directory (`--processor thumbnail`).
+    #[arg(long = "store", value_name = "DIR")]
+    pub object_store: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Most tasks this node holds at once (claimed and not yet written back).
+    #[arg(long, default_value_t = 200)]
+    pub capacity: usize,
+    /// Pin workers to cores, as for `run`.
+    #[arg(long, value_parser = choice::<PinMode>(), default_value = PinMode::Auto.name())]
+    pub pin: PinMode,
+    /// Exit (0) once the queue holds no available or running task of this
+    /// processor.
+    #[arg(long)]
+    pub exit_when_empty: bool,
+    /// Backoff base of a transient failure before the task is available
+    /// again: drawn from [0, min(max, base·2^(attempt−1))).
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    pub backoff_base_ms: u64,
+    /// Backoff cap.
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
+    pub backoff_max_ms: u64,
+    /// Seconds between this node's heartbeats.
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub heartbeat: f64,
+    /// A node silent this long is declared dead and its tasks go back to
+    /// the queue.
+    #[arg(long, default_value_t = 20.0, value_name = "SECONDS")]
+    pub rescue_after: f64,
+    /// Write the node's JSON report here when it stops.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// The simulated processor.
+    #[command(flatten)]
+    pub simulated: SimulatedArgs,
+}
+
+impl WorkerArgs {
+    /// The node's settings.
+    pub fn to_options(&self) -> Result<taskq_pg::worker::WorkerOptions, Error> {
+        let seconds = |name: &'static str, v: f64| {
+            if v.is_finite() && (0.05..=3600.0).contains(&v) {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                Err(Error::config(
+                    name,
+                    format!("must be between 0.05 and 3600 seconds, got {v}"),
+                ))
+            }
+        };
+        let heartbeat = seconds("--heartbeat", self.heartbeat)?;
+        let rescue_after = seconds("--rescue-after", self.rescue_after)?;
+        if rescue_after < heartbeat * 2 {
+            return Err(Error::config(
+                "--rescue-after",
+                format!(
+                    "must be at least two heartbeats ({:.2} s), got {:.2} s",
+                    2.0 * self.heartbeat,
+                    self.rescue_after
+                ),
+            ));
+        }
+        let options = taskq_pg::worker::WorkerOptions {
+            engine: EngineConfig {
+                workers: self.workers,
+                capacity: self.capacity,
+                pin: self.pin,
+                ..EngineConfig::default()
+            },
+            backoff: RetryPolicy {
+                max_retries: 0,
+                backoff_base_ms: self.backoff_base_ms,
+                backoff_max_ms: self.backoff_max_ms,
+                seed: self.simulated.seed,
+            },
+            heartbeat,
+            rescue_after,
+            exit_when_empty: self.exit_when_empty,
+            ..taskq_pg::worker::WorkerOptions::default()
+        };
+        options.engine.validate()?;
+        options.backoff.validate()?;
+        Ok(options)
+    }
+
+    /// A run configuration that builds this node's processor.
+    pub fn processor_config(&self) -> RunConfig {
+        RunConfig {
+            processor: self.processor,
+            simulated: self.simulated.to_config(),
+            object_store: self.object_store.clone(),
+            ..RunConfig::new("-")
         }
     }
 }

@@ -4,6 +4,8 @@ use std::fs::File;
 use std::io::{BufWriter, ErrorKind, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -145,6 +147,52 @@ fn run() -> anyhow::Result<ExitCode> {
                 writeln!(out, "{}", outcome.summary(&args.tasks))?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker(args) => {
+            let options = args.to_options()?;
+            let processor = taskq_cli::runner::build_processor(&args.processor_config())?;
+            let (term, int) = (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            );
+            let stop = Arc::new(AtomicBool::new(false));
+            for (signal, flag) in [
+                (signal_hook::consts::SIGTERM, &term),
+                (signal_hook::consts::SIGINT, &int),
+            ] {
+                signal_hook::flag::register(signal, flag.clone())
+                    .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
+                    .context("cannot install signal handlers")?;
+            }
+            let report = taskq_pg::worker::run(&args.pg.pg, processor, &options, &stop)?;
+            let s = &report.settled;
+            writeln!(
+                std::io::stdout().lock(),
+                "node {} ({}) on {}: claimed {}, {} succeeded, {} retried, {} dead-lettered, {} fenced off, {} handed back{}",
+                report.node_id,
+                report.processor,
+                report.target,
+                report.claimed,
+                s.succeeded,
+                s.retried,
+                s.dead,
+                s.fenced,
+                report.handed_back,
+                if report.declared_dead { "; declared dead by the queue, stopped" } else { "" }
+            )?;
+            if let Some(path) = &args.report {
+                std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+                    .with_context(|| format!("cannot write report {}", path.display()))?;
+            }
+            Ok(if term.load(Ordering::SeqCst) {
+                ExitCode::from(143)
+            } else if int.load(Ordering::SeqCst) {
+                ExitCode::from(130)
+            } else if report.declared_dead {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Status(args) => {
             let status = taskq_cli::pg::status(&args.pg.pg)?;

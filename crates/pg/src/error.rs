@@ -24,6 +24,9 @@ pub enum PgError {
         /// The newest version this build knows.
         supported: i32,
     },
+    /// The local engine could not start, or a thread could not.
+    #[error("{0}")]
+    Engine(String),
     /// A statement failed.
     #[error("{context}: {}", detail(cause))]
     Query {

@@ -14,6 +14,11 @@
 //!   idempotency key): the database is the only arbiter, so the same key
 //!   enqueued from N processes at once yields one task. One `NOTIFY` per
 //!   batch wakes idle nodes.
+//! - [`node`]: what a worker node does, statement by statement: register,
+//!   heartbeat, claim (`FOR UPDATE SKIP LOCKED`), settle (fenced on node and
+//!   attempt), hand back, rescue.
+//! - [`worker`]: a node: claims into the local engine, writes outcomes
+//!   back in batches, beats and rescues.
 //! - [`status`]: counts by state, the oldest available task's age, the
 //!   nodes and their heartbeats.
 //!
@@ -23,8 +28,10 @@
 mod connect;
 pub mod enqueue;
 mod error;
+pub mod node;
 pub mod schema;
 pub mod status;
+pub mod worker;
 
 pub use connect::{describe_url, Queue};
 pub use enqueue::{EnqueueReport, Enqueuer};

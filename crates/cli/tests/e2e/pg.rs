@@ -377,3 +377,281 @@ fn bad_servers_and_bad_files_are_named_and_nothing_is_done() {
         0
     );
 }
+
+/// Keys in the effects logs, with how many times each was processed.
+fn effects(paths: &[std::path::PathBuf]) -> std::collections::HashMap<String, u32> {
+    let mut out = std::collections::HashMap::new();
+    for p in paths {
+        let Ok(text) = std::fs::read_to_string(p) else {
+            continue;
+        };
+        for line in text.lines() {
+            let key = line.split('\t').next().unwrap().to_string();
+            *out.entry(key).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+fn worker(dir: &Path, url: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .args(["worker", "--pg", url, "--heartbeat", "0.2"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Three nodes share 2000 unique keys (3000 tasks, 10% of attempts failing
+/// transiently): every key succeeds once in the database and is processed
+/// once in all, and the nodes' counts add up.
+#[test]
+fn three_nodes_share_the_queue_and_each_key_succeeds_once() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tasks(&d.join("t.ndjson"), 3000, 2000);
+    // Ten retries: with 10% of attempts failing, no key runs out of them.
+    let o = taskq(
+        d,
+        &[
+            "enqueue",
+            "--pg",
+            &db.url,
+            "--tasks",
+            "t.ndjson",
+            "--max-retries",
+            "10",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let logs: Vec<_> = (0..3).map(|i| d.join(format!("effects{i}.log"))).collect();
+    let nodes: Vec<_> = logs
+        .iter()
+        .enumerate()
+        .map(|(i, log)| {
+            worker(
+                d,
+                &db.url,
+                &[
+                    "--workers",
+                    "2",
+                    "--latency-ms",
+                    "1",
+                    "--transient-rate",
+                    "0.1",
+                ],
+            )
+            .args([
+                "--backoff-base-ms",
+                "5",
+                "--exit-when-empty",
+                "--capacity",
+                "64",
+            ])
+            .args(["--effects-log", log.to_str().unwrap()])
+            .args(["--report", &format!("r{i}.json")])
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let (mut claimed, mut succeeded, mut retried) = (0, 0, 0);
+    for (i, node) in nodes.into_iter().enumerate() {
+        let o = node.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join(format!("r{i}.json"))).unwrap())
+                .unwrap();
+        claimed += r["claimed"].as_u64().unwrap();
+        succeeded += r["settled"]["succeeded"].as_u64().unwrap();
+        retried += r["settled"]["retried"].as_u64().unwrap();
+        assert_eq!(r["settled"]["fenced"], 0);
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'succeeded'"),
+        2000
+    );
+    assert_eq!(succeeded, 2000);
+    assert_eq!(claimed, succeeded + retried);
+    assert!(retried > 0, "10% of attempts fail");
+    let seen = effects(&logs);
+    assert_eq!(seen.len(), 2000);
+    assert!(seen.values().all(|&n| n == 1), "a key was processed twice");
+    assert_eq!(
+        db.count("SELECT count(*) FROM taskq_nodes WHERE state = 'left'"),
+        3
+    );
+}
+
+/// A node SIGKILLed mid-run: once its heartbeat is older than the rescue
+/// timeout, another node puts its tasks back and finishes them. Only the
+/// tasks it held can run twice; nothing is lost.
+#[test]
+fn a_killed_node_s_tasks_are_rescued_by_another() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tasks(&d.join("t.ndjson"), 400, 400);
+    let o = taskq(d, &["enqueue", "--pg", &db.url, "--tasks", "t.ndjson"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let (log_a, log_b) = (d.join("a.log"), d.join("b.log"));
+    let mut a = worker(
+        d,
+        &db.url,
+        &["--workers", "2", "--latency-ms", "20", "--capacity", "30"],
+    )
+    .args(["--effects-log", log_a.to_str().unwrap()])
+    .spawn()
+    .unwrap();
+    wait_until("node A to finish some tasks", || {
+        db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'succeeded'") >= 20
+    });
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let held = db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'running'");
+    assert!(held > 0 && held <= 30, "node A held {held}");
+    let b = worker(
+        d,
+        &db.url,
+        &["--workers", "2", "--latency-ms", "1", "--rescue-after", "1"],
+    )
+    .args([
+        "--exit-when-empty",
+        "--effects-log",
+        log_b.to_str().unwrap(),
+    ])
+    .args(["--report", "b.json"])
+    .spawn()
+    .unwrap();
+    let o = b.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("b.json")).unwrap()).unwrap();
+    assert_eq!(r["rescued"]["nodes"], 1);
+    assert_eq!(r["rescued"]["requeued"].as_i64().unwrap(), held);
+    assert_eq!(
+        db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'succeeded'"),
+        400
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM taskq_nodes WHERE state = 'dead'"),
+        1
+    );
+    let seen = effects(&[log_a, log_b]);
+    assert_eq!(seen.len(), 400, "every key processed");
+    let twice = seen.values().filter(|&&n| n > 1).count() as i64;
+    assert!(
+        twice <= held,
+        "{twice} keys ran twice, node A held only {held}"
+    );
+}
+
+/// SIGTERM: the node finishes what runs, hands back what it claimed and did
+/// not start (available again at once, the claim not counted), exits 143.
+#[test]
+fn sigterm_hands_back_unstarted_claims() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tasks(&d.join("t.ndjson"), 100, 100);
+    let o = taskq(d, &["enqueue", "--pg", &db.url, "--tasks", "t.ndjson"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let a = worker(d, &db.url, &["--latency-ms", "100", "--capacity", "40"])
+        .args(["--workers", "1", "--report", "a.json"])
+        .spawn()
+        .unwrap();
+    wait_until("node A to claim", || {
+        db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'running'") >= 35
+    });
+    let pid = a.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = a.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", text(&o.stderr));
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("a.json")).unwrap()).unwrap();
+    let (done, back) = (
+        r["settled"]["succeeded"].as_i64().unwrap(),
+        r["handed_back"].as_i64().unwrap(),
+    );
+    assert!(back >= 30, "handed back {back}");
+    assert_eq!(done + back, r["claimed"].as_i64().unwrap());
+    assert_eq!(
+        db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'running'"),
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'available' AND attempt = 0"),
+        100 - done
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM taskq_nodes WHERE state = 'left'"),
+        1
+    );
+}
+
+/// Fencing through the library: a node declared dead loses its tasks to
+/// the rescue; another node claims them (attempt 2); the first node's late
+/// success matches no row and is counted, not applied.
+#[test]
+fn late_writes_of_a_node_declared_dead_are_fenced_off() {
+    use taskq_pg::node::{self, Settle};
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tasks(&d.join("t.ndjson"), 5, 5);
+    let o = taskq(d, &["enqueue", "--pg", &db.url, "--tasks", "t.ndjson"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let mut q = taskq_pg::Queue::connect(&db.url).unwrap();
+    let first = node::register(&mut q, "h1", "simulated").unwrap();
+    let second = node::register(&mut q, "h2", "simulated").unwrap();
+    let claims = node::claim(&mut q, first, "simulated", 10).unwrap();
+    assert_eq!(claims.len(), 5);
+    assert!(claims.iter().all(|c| c.attempt == 1));
+    // `first` falls silent: with a zero timeout the rescue declares it dead.
+    db.client()
+        .execute(
+            "UPDATE taskq_nodes SET heartbeat_at = now() - interval '1 minute' WHERE node_id = $1",
+            &[&first],
+        )
+        .unwrap();
+    let r = node::rescue(&mut q, std::time::Duration::from_secs(30), 100).unwrap();
+    assert_eq!((r.ran, r.nodes, r.requeued), (true, 1, 5));
+    assert!(
+        !node::heartbeat(&mut q, first).unwrap(),
+        "a dead node's heartbeat is refused"
+    );
+    let again = node::claim(&mut q, second, "simulated", 10).unwrap();
+    assert!(again.iter().all(|c| c.attempt == 2));
+    let late: Vec<_> = claims
+        .iter()
+        .map(|c| (c.id, c.attempt, Settle::Succeeded))
+        .collect();
+    let s = node::settle(&mut q, first, &late).unwrap();
+    assert_eq!((s.succeeded, s.fenced), (0, 5));
+    assert_eq!(
+        db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'running' AND attempt = 2"),
+        5
+    );
+    let mine: Vec<_> = again
+        .iter()
+        .map(|c| (c.id, c.attempt, Settle::Succeeded))
+        .collect();
+    let s = node::settle(&mut q, second, &mine).unwrap();
+    assert_eq!((s.succeeded, s.fenced), (5, 0));
+}

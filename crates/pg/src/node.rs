@@ -1,0 +1,440 @@
+//! What a node does to the queue, statement by statement: register, beat,
+//! claim, settle (fenced), hand back, rescue.
+//!
+//! # Fencing
+//!
+//! A claim sets `lease_node` to the node and adds one to `attempt`. Every
+//! later write for that task is conditional on `lease_node = node AND
+//! attempt = the claimed attempt AND state = 'running'`. A node that was
+//! declared dead (its heartbeat older than the rescue timeout) loses its
+//! tasks to the rescuer; when it comes back its writes match no row and are
+//! counted as fenced, never applied. `attempt` only grows, so a task
+//! rescued and claimed again can never match an older holder's write.
+//!
+//! # Rescue
+//!
+//! Any node may rescue, one at a time: the rescue runs in one transaction
+//! that first takes `pg_try_advisory_xact_lock(RESCUE_LOCK)` and skips the
+//! round when another node holds it. It declares `dead` every `alive` node
+//! whose heartbeat is older than the timeout, then puts the tasks held by
+//! nodes that are not alive back to `available` (attempt kept, so counted),
+//! or dead-letters those whose attempts are spent.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use taskq::Task;
+
+use crate::{PgError, Queue, CHANNEL};
+
+/// The advisory lock key of the rescue (a fixed, taskq-specific number).
+pub const RESCUE_LOCK: i64 = 0x7461_736b_715f_7263; // "taskq_rc"
+
+/// A task claimed by this node.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    /// The row.
+    pub id: i64,
+    /// The attempt this claim is (1 for the first).
+    pub attempt: i32,
+    /// Attempts allowed in all.
+    pub max_attempts: i32,
+    /// The task, with the row's id as its id.
+    pub task: Task,
+    /// The id the task file gave.
+    pub task_id: String,
+}
+
+/// How an attempt ended, to be written back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settle {
+    /// Done.
+    Succeeded,
+    /// Failed: retried after `delay` when `transient` and attempts remain,
+    /// otherwise dead-lettered.
+    Failed {
+        /// Worth retrying.
+        transient: bool,
+        /// The error's class (`transient`, `permanent`).
+        class: String,
+        /// The error's kind.
+        kind: String,
+        /// The error's message.
+        message: String,
+        /// The backoff before the next attempt.
+        delay: Duration,
+    },
+}
+
+/// What a settle batch did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Settled {
+    /// Tasks now succeeded.
+    pub succeeded: u64,
+    /// Tasks back to available, after their backoff.
+    pub retried: u64,
+    /// Tasks dead-lettered.
+    pub dead: u64,
+    /// Writes refused because the node no longer held the task.
+    pub fenced: u64,
+}
+
+impl std::ops::AddAssign for Settled {
+    fn add_assign(&mut self, o: Settled) {
+        self.succeeded += o.succeeded;
+        self.retried += o.retried;
+        self.dead += o.dead;
+        self.fenced += o.fenced;
+    }
+}
+
+/// What one rescue round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Rescued {
+    /// Whether this node did the round (another held the lock otherwise).
+    pub ran: bool,
+    /// Nodes declared dead.
+    pub nodes: u64,
+    /// Tasks made available again.
+    pub requeued: u64,
+    /// Tasks dead-lettered because their attempts were spent.
+    pub dead: u64,
+}
+
+/// Registers a node for `processor`: a new id at every start.
+///
+/// # Errors
+///
+/// [`PgError::Query`] when the row cannot be written.
+pub fn register(queue: &mut Queue, hostname: &str, processor: &str) -> Result<i64, PgError> {
+    let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    queue
+        .client()
+        .query_one(
+            "INSERT INTO taskq_nodes (hostname, pid, processor) VALUES ($1, $2, $3) RETURNING node_id",
+            &[&hostname, &pid, &processor],
+        )
+        .and_then(|r| r.try_get(0))
+        .map_err(queue.err("cannot register the node"))
+}
+
+/// Writes the node's heartbeat. False when the node was declared dead (it
+/// must stop claiming: its tasks are being rescued).
+///
+/// # Errors
+///
+/// [`PgError::Query`] when the statement fails (the connection is lost).
+pub fn heartbeat(queue: &mut Queue, node: i64) -> Result<bool, PgError> {
+    let n = queue
+        .client()
+        .execute(
+            "UPDATE taskq_nodes SET heartbeat_at = now() WHERE node_id = $1 AND state = 'alive'",
+            &[&node],
+        )
+        .map_err(queue.err("cannot write the heartbeat"))?;
+    Ok(n == 1)
+}
+
+/// Claims up to `limit` available tasks of `processor` for `node`, oldest
+/// first, in one statement.
+///
+/// # Errors
+///
+/// [`PgError::Query`] when the statement fails; a row that is not a valid
+/// task is dead-lettered instead of claimed.
+pub fn claim(
+    queue: &mut Queue,
+    node: i64,
+    processor: &str,
+    limit: usize,
+) -> Result<Vec<Claimed>, PgError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = queue
+        .client()
+        .query(
+            "WITH picked AS MATERIALIZED (
+                 SELECT id FROM taskq_tasks
+                 WHERE state = 'available' AND processor = $2 AND run_at <= now()
+                 ORDER BY run_at, id
+                 LIMIT $3
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE taskq_tasks t
+             SET state = 'running', attempt = t.attempt + 1, lease_node = $1, leased_at = now()
+             FROM picked WHERE t.id = picked.id AND t.state = 'available'
+             RETURNING t.id, t.attempt, t.max_attempts, t.task_id, t.image_key, t.size,
+                       t.idempotency_key",
+            &[&node, &processor, &limit],
+        )
+        .map_err(queue.err("cannot claim tasks"))?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut bad = Vec::new();
+    for r in rows {
+        let id: i64 = r.get(0);
+        let attempt: i32 = r.get(1);
+        let task_id: String = r.get(3);
+        let image_key: String = r.get(4);
+        let size: String = r.get(5);
+        let key: String = r.get(6);
+        let task = size
+            .parse()
+            .map_err(|e: taskq::TaskError| e.to_string())
+            .and_then(|size| {
+                Task::from_parts(id.to_string().into(), &image_key, size, Some(&key))
+                    .map_err(|e| e.to_string())
+            });
+        match task {
+            Ok(task) => out.push(Claimed {
+                id,
+                attempt,
+                max_attempts: r.get(2),
+                task,
+                task_id,
+            }),
+            Err(message) => bad.push((
+                id,
+                attempt,
+                Settle::Failed {
+                    transient: false,
+                    class: "permanent".into(),
+                    kind: "invalid_task".into(),
+                    message,
+                    delay: Duration::ZERO,
+                },
+            )),
+        }
+    }
+    if !bad.is_empty() {
+        settle(queue, node, &bad)?;
+    }
+    Ok(out)
+}
+
+/// Writes back how each `(id, attempt)` ended, in at most two statements
+/// (successes, failures), each conditional on the node still holding that
+/// attempt. Retries are made available at `now() + delay`, and announced.
+///
+/// # Errors
+///
+/// [`PgError::Query`] when a statement fails; nothing of the batch is
+/// applied then (one transaction).
+pub fn settle(
+    queue: &mut Queue,
+    node: i64,
+    batch: &[(i64, i32, Settle)],
+) -> Result<Settled, PgError> {
+    let mut done = Settled::default();
+    if batch.is_empty() {
+        return Ok(done);
+    }
+    let (mut ok_ids, mut ok_attempts) = (Vec::new(), Vec::new());
+    let (mut f_ids, mut f_attempts, mut f_transient) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut f_class, mut f_kind, mut f_msg, mut f_delay) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, attempt, s) in batch {
+        match s {
+            Settle::Succeeded => {
+                ok_ids.push(*id);
+                ok_attempts.push(*attempt);
+            }
+            Settle::Failed {
+                transient,
+                class,
+                kind,
+                message,
+                delay,
+            } => {
+                f_ids.push(*id);
+                f_attempts.push(*attempt);
+                f_transient.push(*transient);
+                f_class.push(class.as_str());
+                f_kind.push(kind.as_str());
+                f_msg.push(message.as_str());
+                f_delay.push(delay.as_secs_f64());
+            }
+        }
+    }
+    let err = queue.err("cannot write task outcomes");
+    let mut tx = match queue.client().transaction() {
+        Ok(tx) => tx,
+        Err(e) => return Err(err(e)),
+    };
+    let result = (|| {
+        if !ok_ids.is_empty() {
+            let n = tx.execute(
+                "UPDATE taskq_tasks t
+                 SET state = 'succeeded', finalized_at = now(), lease_node = NULL, leased_at = NULL
+                 FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt)
+                 WHERE t.id = i.id AND t.attempt = i.attempt AND t.lease_node = $1
+                   AND t.state = 'running'",
+                &[&node, &ok_ids, &ok_attempts],
+            )?;
+            done.succeeded += n;
+            done.fenced += ok_ids.len() as u64 - n;
+        }
+        if !f_ids.is_empty() {
+            let rows = tx.query(
+                "UPDATE taskq_tasks t SET
+                   state = CASE WHEN NOT i.transient OR t.attempt >= t.max_attempts
+                                THEN 'dead' ELSE 'available' END,
+                   run_at = CASE WHEN NOT i.transient OR t.attempt >= t.max_attempts
+                                 THEN t.run_at ELSE now() + make_interval(secs => i.delay_s) END,
+                   finalized_at = CASE WHEN NOT i.transient OR t.attempt >= t.max_attempts
+                                       THEN now() END,
+                   lease_node = NULL, leased_at = NULL,
+                   last_error_class = i.class, last_error_kind = i.kind, last_error = i.message
+                 FROM unnest($2::bigint[], $3::int[], $4::bool[], $5::text[], $6::text[],
+                             $7::text[], $8::float8[])
+                      AS i(id, attempt, transient, class, kind, message, delay_s)
+                 WHERE t.id = i.id AND t.attempt = i.attempt AND t.lease_node = $1
+                   AND t.state = 'running'
+                 RETURNING t.state",
+                &[
+                    &node,
+                    &f_ids,
+                    &f_attempts,
+                    &f_transient,
+                    &f_class,
+                    &f_kind,
+                    &f_msg,
+                    &f_delay,
+                ],
+            )?;
+            for r in &rows {
+                let state: &str = r.get(0);
+                if state == "dead" {
+                    done.dead += 1;
+                } else {
+                    done.retried += 1;
+                }
+            }
+            done.fenced += f_ids.len() as u64 - rows.len() as u64;
+            if done.retried > 0 {
+                tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])?;
+            }
+        }
+        Ok::<(), postgres::Error>(())
+    })();
+    result.and_then(|()| tx.commit()).map_err(err)?;
+    Ok(done)
+}
+
+/// Gives back tasks this node claimed and did not start (at SIGTERM): they
+/// are available again at once, the claim not counted as an attempt.
+/// Returns how many were given back.
+///
+/// # Errors
+///
+/// [`PgError::Query`] when the statement fails.
+pub fn hand_back(queue: &mut Queue, node: i64, claims: &[(i64, i32)]) -> Result<u64, PgError> {
+    if claims.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = claims.iter().map(|c| c.0).collect();
+    let attempts: Vec<i32> = claims.iter().map(|c| c.1).collect();
+    let n = queue
+        .client()
+        .execute(
+            "UPDATE taskq_tasks t
+             SET state = 'available', attempt = t.attempt - 1, run_at = now(),
+                 lease_node = NULL, leased_at = NULL
+             FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt)
+             WHERE t.id = i.id AND t.attempt = i.attempt AND t.lease_node = $1
+               AND t.state = 'running'",
+            &[&node, &ids, &attempts],
+        )
+        .map_err(queue.err("cannot hand back claimed tasks"))?;
+    if n > 0 {
+        let _ = queue
+            .client()
+            .execute("SELECT pg_notify($1, '')", &[&CHANNEL]);
+    }
+    Ok(n)
+}
+
+/// Marks the node as having left (after it handed back and settled all).
+///
+/// # Errors
+///
+/// [`PgError::Query`] when the statement fails.
+pub fn leave(queue: &mut Queue, node: i64) -> Result<(), PgError> {
+    queue
+        .client()
+        .execute(
+            "UPDATE taskq_nodes SET state = 'left', heartbeat_at = now()
+             WHERE node_id = $1 AND state = 'alive'",
+            &[&node],
+        )
+        .map_err(queue.err("cannot mark the node as left"))?;
+    Ok(())
+}
+
+/// One rescue round (see the module docs): nodes silent for longer than
+/// `timeout` are declared dead, and the tasks of nodes that are not alive
+/// go back to the queue (at most `limit` per round).
+///
+/// # Errors
+///
+/// [`PgError::Query`] when a statement fails (the round is rolled back).
+pub fn rescue(queue: &mut Queue, timeout: Duration, limit: usize) -> Result<Rescued, PgError> {
+    let err = queue.err("cannot rescue tasks of dead nodes");
+    let mut tx = match queue.client().transaction() {
+        Ok(tx) => tx,
+        Err(e) => return Err(err(e)),
+    };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let result = (|| {
+        let mut out = Rescued::default();
+        let got: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&RESCUE_LOCK])?
+            .get(0);
+        if !got {
+            return Ok(out);
+        }
+        out.ran = true;
+        out.nodes = tx.execute(
+            "UPDATE taskq_nodes SET state = 'dead'
+             WHERE state = 'alive' AND heartbeat_at < now() - make_interval(secs => $1)",
+            &[&timeout.as_secs_f64()],
+        )?;
+        let rows = tx.query(
+            "WITH stale AS MATERIALIZED (
+                 SELECT t.id FROM taskq_tasks t
+                 WHERE t.state = 'running' AND NOT EXISTS (
+                     SELECT 1 FROM taskq_nodes n
+                     WHERE n.node_id = t.lease_node AND n.state = 'alive')
+                 ORDER BY t.id LIMIT $1
+                 FOR UPDATE OF t SKIP LOCKED)
+             UPDATE taskq_tasks t SET
+                 state = CASE WHEN t.attempt >= t.max_attempts THEN 'dead' ELSE 'available' END,
+                 finalized_at = CASE WHEN t.attempt >= t.max_attempts THEN now() END,
+                 run_at = now(), lease_node = NULL, leased_at = NULL,
+                 last_error_class = 'transient', last_error_kind = 'node_lost',
+                 last_error = 'the node running it stopped sending heartbeats'
+             FROM stale WHERE t.id = stale.id AND t.state = 'running'
+             RETURNING t.state",
+            &[&limit],
+        )?;
+        for r in &rows {
+            let state: &str = r.get(0);
+            if state == "dead" {
+                out.dead += 1;
+            } else {
+                out.requeued += 1;
+            }
+        }
+        if out.requeued > 0 {
+            tx.execute("SELECT pg_notify($1, '')", &[&CHANNEL])?;
+        }
+        Ok::<Rescued, postgres::Error>(out)
+    })();
+    match result {
+        Ok(out) => {
+            tx.commit().map_err(err)?;
+            Ok(out)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
