@@ -2,8 +2,8 @@
 //!
 //! # How a task flows
 //!
-//! Producers ([`Submitter`]s, fed by the library API or by the streaming file
-//! reader in [`input`]) pass each [`Task`] through `Admission`, an
+//! Producers ([`Submitter`]s, fed by the library API or by the command
+//! line's streaming file reader, in `taskq-cli`) pass each [`Task`] through `Admission`, an
 //! atomic depth counter that enforces the capacity bound (block or reject). An
 //! admitted task is pushed on a global injector; worker threads, pinned to cores,
 //! take from their own deque, steal batches from the injector or from siblings,

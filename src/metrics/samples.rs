@@ -84,7 +84,7 @@ mod layout {
 /// Recording is a bucket computation and one increment: no range check
 /// beyond clamping, no minimum, maximum or total to maintain. Those are
 /// derived when the counts become a [`Histogram`]
-/// ([`to_histogram`](Self::to_histogram)), which records each counter's
+/// (`to_histogram`), which records each counter's
 /// lowest value as many times as it counted. Every value a counter covers is
 /// equivalent to that one in the histogram's own terms, so the histogram is
 /// the one recording each sample would have built: the same counts,

@@ -1,5 +1,5 @@
 //! The benchmark harness behind `taskq bench`: taskq against the Python designs
-//! it replaces ([`baseline`](crate::baseline)), on the same tasks and processors.
+//! it replaces ([`baseline`]), on the same tasks and processors.
 //!
 //! # What one scenario run does
 //!

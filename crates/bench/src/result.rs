@@ -48,7 +48,7 @@ pub struct Sample {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
     /// With [`faults`](Scenario::faults): the makespan of an ideal pool on
-    /// this run's failures ([`ideal::ideal_makespan_s`]), seconds.
+    /// this run's failures ([`ideal::ideal_makespan_s`](crate::ideal::ideal_makespan_s)), seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ideal_makespan_s: Option<f64>,
     /// `dedup`, taskq only: what its record writer did.
@@ -191,7 +191,7 @@ pub struct ScenarioResult {
     pub work_s: Option<Stat>,
     /// `cpu` only: the same processing split statically over min(workers,
     /// cores) threads with no queue, seconds, per repeat (see
-    /// [`static_split_work_s`](workload::static_split_work_s)): what the
+    /// [`static_split_work_s`](crate::workload::static_split_work_s)): what the
     /// machine gives with no engine at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_work_s: Option<Stat>,

@@ -19,7 +19,7 @@
 //!   attempt), hand back, rescue.
 //! - [`worker`]: a node: claims into the local engine, writes outcomes
 //!   back in batches, beats and rescues.
-//! - [`status`]: counts by state, the oldest available task's age, the
+//! - [`status`](mod@status): counts by state, the oldest available task's age, the
 //!   nodes and their heartbeats.
 //!
 //! The schema (`taskq_tasks`, `taskq_nodes`) is described in [`schema`].
