@@ -78,6 +78,9 @@ pub enum Command {
     /// machine's engine, write their outcomes back, until stopped (SIGTERM:
     /// finish what runs, hand back the rest, exit 143).
     Worker(Box<WorkerArgs>),
+    /// Delete succeeded tasks of the PostgreSQL queue finalized longer ago
+    /// than a retention (their keys may then be enqueued again).
+    Prune(PruneArgs),
     /// Show the PostgreSQL queue: tasks by state, the oldest available
     /// task's age, retries, dead letters, and each node's heartbeat.
     Status(StatusArgs),
@@ -237,6 +240,38 @@ impl WorkerArgs {
             ..RunConfig::new("-")
         }
     }
+}
+
+/// `taskq prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The queue.
+    #[command(flatten)]
+    pub pg: PgArgs,
+    /// Retention: `30d`, `12h`, `90m` or `45s`.
+    #[arg(long, value_parser = parse_age, value_name = "AGE")]
+    pub older_than: std::time::Duration,
+    /// Rows deleted per statement (each its own transaction).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+}
+
+/// `30d`, `12h`, `90m`, `45s` as a duration.
+pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let expected = || format!("expected a number and a unit (30d, 12h, 90m, 45s), got {s:?}");
+    let unit = s.chars().last().ok_or_else(expected)?;
+    let secs = match unit {
+        'd' => 86_400.0,
+        'h' => 3_600.0,
+        'm' => 60.0,
+        's' => 1.0,
+        _ => return Err(expected()),
+    };
+    let n: f64 = s[..s.len() - 1].parse().map_err(|_| expected())?;
+    if !n.is_finite() || n < 0.0 || n * secs > 1e10 {
+        return Err(expected());
+    }
+    Ok(std::time::Duration::from_secs_f64(n * secs))
 }
 
 /// `taskq status`.

@@ -194,6 +194,18 @@ fn run() -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Prune(args) => {
+            let mut queue = taskq_pg::Queue::connect(&args.pg.pg)?;
+            taskq_pg::schema::ensure(&mut queue)?;
+            let n = taskq_pg::node::prune(&mut queue, args.older_than, args.batch_size)?;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}: pruned {n} succeeded tasks finalized more than {} s ago",
+                queue.target(),
+                args.older_than.as_secs()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status(args) => {
             let status = taskq_cli::pg::status(&args.pg.pg)?;
             let mut out = std::io::stdout().lock();

@@ -438,3 +438,37 @@ pub fn rescue(queue: &mut Queue, timeout: Duration, limit: usize) -> Result<Resc
         Err(e) => Err(err(e)),
     }
 }
+
+/// Deletes succeeded tasks finalized more than `older_than` ago, `batch`
+/// rows per statement (each its own transaction, skipping rows another
+/// session holds), until none is left. Returns how many were deleted.
+///
+/// Succeeded rows are the idempotency record: a pruned key enqueued again
+/// is a new task. Dead rows (the dead-letter queue) are never pruned here.
+///
+/// # Errors
+///
+/// [`PgError::Query`] when a statement fails (earlier batches stay deleted).
+pub fn prune(queue: &mut Queue, older_than: Duration, batch: usize) -> Result<u64, PgError> {
+    let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+    let mut total = 0;
+    loop {
+        let n = queue
+            .client()
+            .execute(
+                "WITH doomed AS MATERIALIZED (
+                     SELECT id FROM taskq_tasks
+                     WHERE state = 'succeeded'
+                       AND finalized_at < now() - make_interval(secs => $1)
+                     ORDER BY finalized_at LIMIT $2
+                     FOR UPDATE SKIP LOCKED)
+                 DELETE FROM taskq_tasks t USING doomed WHERE t.id = doomed.id",
+                &[&older_than.as_secs_f64(), &batch],
+            )
+            .map_err(queue.err("cannot prune succeeded tasks"))?;
+        total += n;
+        if n < batch as u64 {
+            return Ok(total);
+        }
+    }
+}

@@ -655,3 +655,61 @@ fn late_writes_of_a_node_declared_dead_are_fenced_off() {
     let s = node::settle(&mut q, second, &mine).unwrap();
     assert_eq!((s.succeeded, s.fenced), (5, 0));
 }
+
+/// `prune` deletes succeeded rows past the retention, in batches, and
+/// nothing else; a pruned key enqueued again is a new task.
+#[test]
+fn prune_deletes_old_successes_only() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tasks(&d.join("t.ndjson"), 10, 10);
+    let o = taskq(d, &["enqueue", "--pg", &db.url, "--tasks", "t.ndjson"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    db.client()
+        .batch_execute(
+            "UPDATE taskq_tasks SET state = 'succeeded', attempt = 1,
+               finalized_at = now() - interval '40 days' WHERE id <= 6;
+             UPDATE taskq_tasks SET state = 'succeeded', attempt = 1,
+               finalized_at = now() - interval '1 day' WHERE id = 7;
+             UPDATE taskq_tasks SET state = 'dead', attempt = 4,
+               finalized_at = now() - interval '40 days' WHERE id = 8;",
+        )
+        .unwrap();
+    let o = taskq(
+        d,
+        &[
+            "prune",
+            "--pg",
+            &db.url,
+            "--older-than",
+            "30d",
+            "--batch-size",
+            "4",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("pruned 6 succeeded tasks"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM taskq_tasks"), 4);
+    assert_eq!(
+        db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'dead'"),
+        1
+    );
+    let o = taskq(d, &["enqueue", "--pg", &db.url, "--tasks", "t.ndjson"]);
+    assert!(
+        text(&o.stdout).contains("enqueued 6 of 10 tasks"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = taskq(d, &["prune", "--pg", &db.url, "--older-than", "30 days"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("expected a number and a unit"),
+        "{}",
+        text(&o.stderr)
+    );
+}
