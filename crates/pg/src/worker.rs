@@ -115,7 +115,8 @@ fn claim_of(task: &Task) -> Option<(i64, i32)> {
 }
 
 struct Outcomes {
-    tx: Mutex<Sender<Done>>,
+    // `Sender` is `Sync`: workers send without a lock.
+    tx: Sender<Done>,
     backoff: RetryPolicy,
 }
 
@@ -149,7 +150,7 @@ impl taskq::Observer for Outcomes {
                 }
             }
         };
-        let _ = self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(done);
+        let _ = self.tx.send(done);
     }
 }
 
@@ -250,7 +251,7 @@ pub fn run(
     };
     let engine = Engine::builder(engine_config)
         .observer(Outcomes {
-            tx: Mutex::new(tx),
+            tx,
             backoff: options.backoff.clone(),
         })
         .start(processor)

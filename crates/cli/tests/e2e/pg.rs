@@ -93,6 +93,19 @@ fn write_tasks(path: &Path, n: usize, unique: usize) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
+/// A fresh database holding `n` tasks of `unique` keys (`write_tasks`),
+/// enqueued with `extra` flags, and the folder holding `t.ndjson`.
+fn enqueued(n: usize, unique: usize, extra: &[&str]) -> (TestDb, tempfile::TempDir) {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_tasks(&dir.path().join("t.ndjson"), n, unique);
+    let mut args = vec!["enqueue", "--pg", &db.url, "--tasks", "t.ndjson"];
+    args.extend_from_slice(extra);
+    let o = taskq(dir.path(), &args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    (db, dir)
+}
+
 #[test]
 fn migrate_creates_the_schema_once_and_refuses_a_newer_one() {
     let db = TestDb::new();
@@ -500,12 +513,8 @@ fn three_nodes_share_the_queue_and_each_key_succeeds_once() {
 /// tasks it held can run twice; nothing is lost.
 #[test]
 fn a_killed_node_s_tasks_are_rescued_by_another() {
-    let db = TestDb::new();
-    let dir = tempfile::tempdir().unwrap();
+    let (db, dir) = enqueued(400, 400, &[]);
     let d = dir.path();
-    write_tasks(&d.join("t.ndjson"), 400, 400);
-    let o = taskq(d, &["enqueue", "--pg", &db.url, "--tasks", "t.ndjson"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let (log_a, log_b) = (d.join("a.log"), d.join("b.log"));
     let mut a = worker(
         d,
@@ -562,12 +571,8 @@ fn a_killed_node_s_tasks_are_rescued_by_another() {
 /// not start (available again at once, the claim not counted), exits 143.
 #[test]
 fn sigterm_hands_back_unstarted_claims() {
-    let db = TestDb::new();
-    let dir = tempfile::tempdir().unwrap();
+    let (db, dir) = enqueued(100, 100, &[]);
     let d = dir.path();
-    write_tasks(&d.join("t.ndjson"), 100, 100);
-    let o = taskq(d, &["enqueue", "--pg", &db.url, "--tasks", "t.ndjson"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let a = worker(d, &db.url, &["--latency-ms", "100", "--capacity", "40"])
         .args(["--workers", "1", "--report", "a.json"])
         .spawn()
@@ -611,12 +616,7 @@ fn sigterm_hands_back_unstarted_claims() {
 #[test]
 fn late_writes_of_a_node_declared_dead_are_fenced_off() {
     use taskq_pg::node::{self, Settle};
-    let db = TestDb::new();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write_tasks(&d.join("t.ndjson"), 5, 5);
-    let o = taskq(d, &["enqueue", "--pg", &db.url, "--tasks", "t.ndjson"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let (db, _dir) = enqueued(5, 5, &[]);
     let mut q = taskq_pg::Queue::connect(&db.url).unwrap();
     let first = node::register(&mut q, "h1", "simulated").unwrap();
     let second = node::register(&mut q, "h2", "simulated").unwrap();
@@ -660,12 +660,8 @@ fn late_writes_of_a_node_declared_dead_are_fenced_off() {
 /// nothing else; a pruned key enqueued again is a new task.
 #[test]
 fn prune_deletes_old_successes_only() {
-    let db = TestDb::new();
-    let dir = tempfile::tempdir().unwrap();
+    let (db, dir) = enqueued(10, 10, &[]);
     let d = dir.path();
-    write_tasks(&d.join("t.ndjson"), 10, 10);
-    let o = taskq(d, &["enqueue", "--pg", &db.url, "--tasks", "t.ndjson"]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     db.client()
         .batch_execute(
             "UPDATE taskq_tasks SET state = 'succeeded', attempt = 1,
