@@ -175,6 +175,19 @@ pub struct WorkerArgs {
     /// the queue.
     #[arg(long, default_value_t = 20.0, value_name = "SECONDS")]
     pub rescue_after: f64,
+    /// A task claimed this long ago goes back to the queue whoever holds it
+    /// (a hung processor; a completion the server lost in a crash).
+    #[arg(long, default_value_t = 3600.0, value_name = "SECONDS")]
+    pub deadline: f64,
+    /// How a batch of outcomes is committed: `batch` does not wait for the
+    /// server's WAL flush (a server crash can make the last fraction of a
+    /// second of tasks run again, after the deadline); `group-commit` waits.
+    #[arg(long, value_parser = choice::<Durability>(), default_value = Durability::Batch.name())]
+    pub durability: Durability,
+    /// Stop with an error once the server has been unreachable this long
+    /// (the node reconnects with backoff until then).
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    pub give_up_after: f64,
     /// Write the node's JSON report here when it stops.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -198,6 +211,19 @@ impl WorkerArgs {
         };
         let heartbeat = seconds("--heartbeat", self.heartbeat)?;
         let rescue_after = seconds("--rescue-after", self.rescue_after)?;
+        let give_up_after = seconds("--give-up-after", self.give_up_after)?;
+        let deadline =
+            if self.deadline.is_finite() && (1.0..=7.0 * 86400.0).contains(&self.deadline) {
+                std::time::Duration::from_secs_f64(self.deadline)
+            } else {
+                return Err(Error::config(
+                    "--deadline",
+                    format!(
+                        "must be between 1 second and 7 days (604800), got {}",
+                        self.deadline
+                    ),
+                ));
+            };
         if rescue_after < heartbeat * 2 {
             return Err(Error::config(
                 "--rescue-after",
@@ -223,6 +249,9 @@ impl WorkerArgs {
             },
             heartbeat,
             rescue_after,
+            deadline,
+            durability: self.durability,
+            give_up_after,
             exit_when_empty: self.exit_when_empty,
             ..taskq_pg::worker::WorkerOptions::default()
         };

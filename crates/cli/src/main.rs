@@ -168,8 +168,13 @@ fn run() -> anyhow::Result<ExitCode> {
             let s = &report.settled;
             writeln!(
                 std::io::stdout().lock(),
-                "node {} ({}) on {}: claimed {}, {} succeeded, {} retried, {} dead-lettered, {} fenced off, {} handed back{}",
-                report.node_id,
+                "node {} ({}) on {}: claimed {}, {} succeeded, {} retried, {} dead-lettered, {} fenced off, {} handed back{}{}",
+                report
+                    .node_ids
+                    .iter()
+                    .map(|id| id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", then "),
                 report.processor,
                 report.target,
                 report.claimed,
@@ -178,7 +183,14 @@ fn run() -> anyhow::Result<ExitCode> {
                 s.dead,
                 s.fenced,
                 report.handed_back,
-                if report.declared_dead { "; declared dead by the queue, stopped" } else { "" }
+                match report.reconnects {
+                    0 => String::new(),
+                    n => format!("; reconnected {n} times"),
+                },
+                match report.declared_dead {
+                    0 => String::new(),
+                    n => format!("; declared dead {n} times and registered again"),
+                }
             )?;
             if let Some(path) = &args.report {
                 std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
@@ -188,8 +200,6 @@ fn run() -> anyhow::Result<ExitCode> {
                 ExitCode::from(143)
             } else if int.load(Ordering::SeqCst) {
                 ExitCode::from(130)
-            } else if report.declared_dead {
-                ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
             })

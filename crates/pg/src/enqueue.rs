@@ -137,6 +137,8 @@ impl<'q> Enqueuer<'q> {
                 .map_err(PgError::query(what.clone()))?;
         }
         tx.commit().map_err(PgError::query(what))?;
+        // BEGIN, INSERT, NOTIFY (when something was new), COMMIT.
+        self.queue.count(3 + u64::from(inserted > 0));
         self.report.enqueued += inserted;
         self.report.duplicates += n - inserted;
         self.report.batches += 1;

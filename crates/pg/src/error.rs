@@ -57,6 +57,39 @@ pub(crate) fn detail(e: &postgres::Error) -> String {
 }
 
 impl PgError {
+    /// Whether the error means the connection is gone (closed, reset, cut,
+    /// terminated by the server, or the server is starting or shutting
+    /// down), so that a new connection may succeed where this one failed.
+    /// Errors of the statement itself (a constraint, a syntax error, a
+    /// missing table) are not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = taskq_pg::PgError::Engine("no threads".into());
+    /// assert!(!e.is_connection_lost());
+    /// ```
+    pub fn is_connection_lost(&self) -> bool {
+        let cause = match self {
+            PgError::Connect { .. } => return true,
+            PgError::Query { cause, .. } => cause,
+            _ => return false,
+        };
+        if cause.is_closed() {
+            return true;
+        }
+        match cause.as_db_error() {
+            // 08: connection exception; 57P01..57P03: admin shutdown, crash
+            // shutdown, cannot connect now.
+            Some(db) => {
+                let code = db.code().code();
+                code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+            }
+            // Not the server's error: the client's I/O (reset, timed out, EOF).
+            None => std::error::Error::source(cause).is_some_and(|s| s.is::<std::io::Error>()),
+        }
+    }
+
     pub(crate) fn query(context: impl Into<String>) -> impl FnOnce(postgres::Error) -> PgError {
         let context = context.into();
         move |cause| PgError::Query { context, cause }

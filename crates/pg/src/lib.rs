@@ -28,6 +28,7 @@
 mod connect;
 pub mod enqueue;
 mod error;
+mod link;
 pub mod node;
 pub mod schema;
 pub mod status;

@@ -108,6 +108,7 @@ pub struct Rescued {
 /// [`PgError::Query`] when the row cannot be written.
 pub fn register(queue: &mut Queue, hostname: &str, processor: &str) -> Result<i64, PgError> {
     let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    queue.count(1);
     queue
         .client()
         .query_one(
@@ -125,6 +126,7 @@ pub fn register(queue: &mut Queue, hostname: &str, processor: &str) -> Result<i6
 ///
 /// [`PgError::Query`] when the statement fails (the connection is lost).
 pub fn heartbeat(queue: &mut Queue, node: i64) -> Result<bool, PgError> {
+    queue.count(1);
     let n = queue
         .client()
         .execute(
@@ -136,7 +138,8 @@ pub fn heartbeat(queue: &mut Queue, node: i64) -> Result<bool, PgError> {
 }
 
 /// Claims up to `limit` available tasks of `processor` for `node`, oldest
-/// first, in one statement.
+/// first, in one statement; none when `node` is no longer alive (declared
+/// dead, or left).
 ///
 /// # Errors
 ///
@@ -152,12 +155,15 @@ pub fn claim(
         return Ok(Vec::new());
     }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    queue.count(1);
     let rows = queue
         .client()
         .query(
             "WITH picked AS MATERIALIZED (
                  SELECT id FROM taskq_tasks
                  WHERE state = 'available' AND processor = $2 AND run_at <= now()
+                   AND EXISTS (SELECT 1 FROM taskq_nodes
+                               WHERE node_id = $1 AND state = 'alive')
                  ORDER BY run_at, id
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED)
@@ -257,6 +263,12 @@ pub fn settle(
         }
     }
     let err = queue.err("cannot write task outcomes");
+    // BEGIN, one UPDATE per kind of outcome, a NOTIFY for retries, COMMIT.
+    let sent = 2
+        + u64::from(!ok_ids.is_empty())
+        + u64::from(!f_ids.is_empty())
+        + u64::from(f_transient.iter().any(|&t| t));
+    queue.count(sent);
     let mut tx = match queue.client().transaction() {
         Ok(tx) => tx,
         Err(e) => return Err(err(e)),
@@ -265,7 +277,7 @@ pub fn settle(
         if !ok_ids.is_empty() {
             let n = tx.execute(
                 "UPDATE taskq_tasks t
-                 SET state = 'succeeded', finalized_at = now(), lease_node = NULL, leased_at = NULL
+                 SET state = 'succeeded', finalized_at = now(), lease_node = NULL
                  FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt)
                  WHERE t.id = i.id AND t.attempt = i.attempt AND t.lease_node = $1
                    AND t.state = 'running'",
@@ -334,6 +346,7 @@ pub fn hand_back(queue: &mut Queue, node: i64, claims: &[(i64, i32)]) -> Result<
     }
     let ids: Vec<i64> = claims.iter().map(|c| c.0).collect();
     let attempts: Vec<i32> = claims.iter().map(|c| c.1).collect();
+    queue.count(1);
     let n = queue
         .client()
         .execute(
@@ -347,11 +360,31 @@ pub fn hand_back(queue: &mut Queue, node: i64, claims: &[(i64, i32)]) -> Result<
         )
         .map_err(queue.err("cannot hand back claimed tasks"))?;
     if n > 0 {
+        queue.count(1);
         let _ = queue
             .client()
             .execute("SELECT pg_notify($1, '')", &[&CHANNEL]);
     }
     Ok(n)
+}
+
+/// The tasks the queue says `node` holds: `(id, attempt)` of its running
+/// rows. A node compares them with what it knows it holds after a claim
+/// whose answer was lost (the claim may have committed).
+///
+/// # Errors
+///
+/// [`PgError::Query`] when the statement fails.
+pub fn leased_to(queue: &mut Queue, node: i64) -> Result<Vec<(i64, i32)>, PgError> {
+    queue.count(1);
+    let rows = queue
+        .client()
+        .query(
+            "SELECT id, attempt FROM taskq_tasks WHERE lease_node = $1 AND state = 'running'",
+            &[&node],
+        )
+        .map_err(queue.err("cannot list the node's tasks"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Marks the node as having left (after it handed back and settled all).
@@ -360,6 +393,7 @@ pub fn hand_back(queue: &mut Queue, node: i64, claims: &[(i64, i32)]) -> Result<
 ///
 /// [`PgError::Query`] when the statement fails.
 pub fn leave(queue: &mut Queue, node: i64) -> Result<(), PgError> {
+    queue.count(1);
     queue
         .client()
         .execute(
@@ -372,14 +406,21 @@ pub fn leave(queue: &mut Queue, node: i64) -> Result<(), PgError> {
 }
 
 /// One rescue round (see the module docs): nodes silent for longer than
-/// `timeout` are declared dead, and the tasks of nodes that are not alive
-/// go back to the queue (at most `limit` per round).
+/// `timeout` are declared dead, and the tasks of nodes that are not alive,
+/// or claimed more than `deadline` ago whoever holds them, go back to the
+/// queue (at most `limit` per round).
 ///
 /// # Errors
 ///
 /// [`PgError::Query`] when a statement fails (the round is rolled back).
-pub fn rescue(queue: &mut Queue, timeout: Duration, limit: usize) -> Result<Rescued, PgError> {
+pub fn rescue(
+    queue: &mut Queue,
+    timeout: Duration,
+    deadline: Duration,
+    limit: usize,
+) -> Result<Rescued, PgError> {
     let err = queue.err("cannot rescue tasks of dead nodes");
+    queue.count(4);
     let mut tx = match queue.client().transaction() {
         Ok(tx) => tx,
         Err(e) => return Err(err(e)),
@@ -402,20 +443,26 @@ pub fn rescue(queue: &mut Queue, timeout: Duration, limit: usize) -> Result<Resc
         let rows = tx.query(
             "WITH stale AS MATERIALIZED (
                  SELECT t.id FROM taskq_tasks t
-                 WHERE t.state = 'running' AND NOT EXISTS (
-                     SELECT 1 FROM taskq_nodes n
-                     WHERE n.node_id = t.lease_node AND n.state = 'alive')
+                 WHERE t.state = 'running' AND (
+                     t.leased_at < now() - make_interval(secs => $2)
+                     OR NOT EXISTS (
+                         SELECT 1 FROM taskq_nodes n
+                         WHERE n.node_id = t.lease_node AND n.state = 'alive'))
                  ORDER BY t.id LIMIT $1
                  FOR UPDATE OF t SKIP LOCKED)
              UPDATE taskq_tasks t SET
                  state = CASE WHEN t.attempt >= t.max_attempts THEN 'dead' ELSE 'available' END,
                  finalized_at = CASE WHEN t.attempt >= t.max_attempts THEN now() END,
                  run_at = now(), lease_node = NULL, leased_at = NULL,
-                 last_error_class = 'transient', last_error_kind = 'node_lost',
-                 last_error = 'the node running it stopped sending heartbeats'
+                 last_error_class = 'transient',
+                 last_error_kind = CASE WHEN t.leased_at < now() - make_interval(secs => $2)
+                                        THEN 'deadline' ELSE 'node_lost' END,
+                 last_error = CASE WHEN t.leased_at < now() - make_interval(secs => $2)
+                                   THEN 'still running past the deadline'
+                                   ELSE 'the node running it stopped sending heartbeats' END
              FROM stale WHERE t.id = stale.id AND t.state = 'running'
              RETURNING t.state",
-            &[&limit],
+            &[&limit, &deadline.as_secs_f64()],
         )?;
         for r in &rows {
             let state: &str = r.get(0);

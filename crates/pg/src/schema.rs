@@ -9,8 +9,10 @@
 //!   back to `available` at `run_at` for a retry. `attempt` only grows, so a
 //!   write conditional on (`lease_node`, `attempt`, `state = 'running'`) is
 //!   fenced against a node that lost the task and came back. Succeeded rows
-//!   are the idempotency record; dead rows are the dead-letter queue
-//!   (`last_error_*` say why).
+//!   are the idempotency record (their `leased_at` says when their last
+//!   attempt was claimed, so `leased_at − created_at` is the wait of a task
+//!   that succeeded at its first attempt); dead rows are the dead-letter
+//!   queue (`last_error_*` say why).
 //! - `taskq_nodes`: one row per node process (a new `node_id` per start),
 //!   with its heartbeat.
 //! - `taskq_schema_version`: the versions applied.

@@ -13,7 +13,20 @@
 //!   attempt ([`node::settle`]);
 //! - the keeper: the heartbeat every `heartbeat` interval and a rescue round
 //!   every two. A node whose heartbeat is refused (it was declared dead)
-//!   stops claiming at once.
+//!   registers again under a new id and goes on: the writes of the tasks it
+//!   held under the old id are fenced off (the rescue gave them to others).
+//!
+//! # Lost connections
+//!
+//! Each thread has its own connection. When one is lost (reset, cut,
+//! terminated by the server, the server restarting), that thread reconnects
+//! with backoff (100 ms doubling to 5 s) and runs its statement again; the
+//! others go on. While the heartbeat cannot be written the claimer claims
+//! nothing, since the tasks could be rescued from under it. A claim whose
+//! answer was lost may have committed: after reconnecting, the claimer asks
+//! which tasks the queue says the node holds and hands back those it did
+//! not receive. A node that cannot reconnect for `give_up_after` stops with
+//! the error; what it held is rescued by the others.
 //!
 //! The engine runs with no local store and no local retries: the database
 //! is the record and schedules retries (`now() + backoff`), so any node may
@@ -28,16 +41,18 @@
 //! counted as an attempt). With `exit_when_empty`, the node stops once the
 //! queue holds no available or running task of its processor.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use postgres::fallible_iterator::FallibleIterator;
 use serde::Serialize;
 use taskq::engine::Outcome;
-use taskq::{Engine, EngineConfig, ErrorClass, Processor, Report, RetryPolicy, Task};
+use taskq::{Durability, Engine, EngineConfig, ErrorClass, Processor, Report, RetryPolicy, Task};
 
+use crate::link::{Link, Setup};
 use crate::node::{self, Rescued, Settle, Settled};
 use crate::{schema, PgError, Queue, CHANNEL};
 
@@ -54,12 +69,23 @@ pub struct WorkerOptions {
     pub heartbeat: Duration,
     /// A node silent this long is declared dead and its tasks rescued.
     pub rescue_after: Duration,
+    /// A task claimed this long ago is rescued whoever holds it (a hung
+    /// processor, or a completion the server lost in a crash).
+    pub deadline: Duration,
     /// How long an idle claimer waits for a notification before it looks.
     pub poll: Duration,
     /// Outcomes written per statement, at most.
     pub batch_size: usize,
     /// An outcome waits at most this long to be written.
     pub batch_wait: Duration,
+    /// [`Durability::Batch`]: outcome batches commit without waiting for
+    /// the server's WAL flush (`synchronous_commit = off`); a server crash
+    /// may lose the last fraction of a second of them, and those tasks run
+    /// again after the deadline. [`Durability::GroupCommit`]: a batch is
+    /// written back only once the server has flushed it.
+    pub durability: Durability,
+    /// A node that cannot reach the server this long stops with the error.
+    pub give_up_after: Duration,
     /// Stop once nothing is available or running for this processor.
     pub exit_when_empty: bool,
 }
@@ -71,9 +97,12 @@ impl Default for WorkerOptions {
             backoff: RetryPolicy::default(),
             heartbeat: Duration::from_secs(2),
             rescue_after: Duration::from_secs(20),
+            deadline: Duration::from_secs(3600),
             poll: Duration::from_secs(1),
             batch_size: 512,
             batch_wait: Duration::from_millis(10),
+            durability: Durability::Batch,
+            give_up_after: Duration::from_secs(300),
             exit_when_empty: false,
         }
     }
@@ -84,34 +113,48 @@ impl Default for WorkerOptions {
 pub struct WorkerReport {
     /// `host:port/database as user`.
     pub target: String,
-    /// This node's id.
+    /// This node's id (the first one, when it registered again).
     pub node_id: i64,
+    /// Every id the node ran under: a node declared dead registers again.
+    pub node_ids: Vec<i64>,
     /// The processor's record name.
     pub processor: String,
     /// Tasks claimed.
     pub claimed: u64,
     /// Outcomes written back.
     pub settled: Settled,
-    /// Claimed tasks given back unstarted (at a stop).
+    /// Claimed tasks given back unstarted (at a stop, or after a claim
+    /// whose answer was lost).
     pub handed_back: u64,
     /// Rescue rounds this node ran, summed.
     pub rescued: Rescued,
-    /// Whether the node stopped because it was declared dead.
-    pub declared_dead: bool,
+    /// Times the node was declared dead and registered again.
+    pub declared_dead: u64,
+    /// Connections lost and made again, all threads together.
+    pub reconnects: u64,
+    /// Statements the node sent (claims, write-backs, heartbeats, rescue
+    /// rounds; `BEGIN`/`COMMIT` included).
+    pub statements: u64,
     /// The local engine's report.
     pub engine: Report,
 }
 
 /// A claimed task's outcome, on its way to the completer.
-enum Done {
-    Settle(i64, i32, Settle),
-    HandBack(i64, i32),
+struct Done {
+    node: i64,
+    id: i64,
+    attempt: i32,
+    what: Option<Settle>, // None: hand back
 }
 
-/// The row id and attempt a claimed task carries in its id (`ID:ATTEMPT`).
-fn claim_of(task: &Task) -> Option<(i64, i32)> {
-    let (id, attempt) = task.id().split_once(':')?;
-    Some((id.parse().ok()?, attempt.parse().ok()?))
+/// The node, row id and attempt a claimed task carries in its id
+/// (`NODE:ID:ATTEMPT`).
+fn claim_of(task: &Task) -> Option<(i64, i64, i32)> {
+    let mut parts = task.id().split(':');
+    let node = parts.next()?.parse().ok()?;
+    let id = parts.next()?.parse().ok()?;
+    let attempt = parts.next()?.parse().ok()?;
+    Some((node, id, attempt))
 }
 
 struct Outcomes {
@@ -122,61 +165,69 @@ struct Outcomes {
 
 impl taskq::Observer for Outcomes {
     fn on_complete(&self, task: &Task, outcome: Outcome<'_>) {
-        let Some((id, attempt)) = claim_of(task) else {
+        let Some((node, id, attempt)) = claim_of(task) else {
             return;
         };
-        let done = match outcome {
-            Outcome::Succeeded { .. } | Outcome::Duplicate { .. } => {
-                Done::Settle(id, attempt, Settle::Succeeded)
-            }
+        let what = match outcome {
+            Outcome::Succeeded { .. } | Outcome::Duplicate { .. } => Some(Settle::Succeeded),
             Outcome::Failed { error } | Outcome::DeadLettered { error } => {
                 if error.kind == "shutdown" {
-                    Done::HandBack(id, attempt)
+                    None
                 } else {
                     let delay = self
                         .backoff
                         .delay(task.idempotency_key(), u32::try_from(attempt).unwrap_or(1));
-                    Done::Settle(
-                        id,
-                        attempt,
-                        Settle::Failed {
-                            transient: error.class == ErrorClass::Transient,
-                            class: error.class.to_string(),
-                            kind: error.kind.to_string(),
-                            message: error.message.to_string(),
-                            delay,
-                        },
-                    )
+                    Some(Settle::Failed {
+                        transient: error.class == ErrorClass::Transient,
+                        class: error.class.to_string(),
+                        kind: error.kind.to_string(),
+                        message: error.message.to_string(),
+                        delay,
+                    })
                 }
             }
         };
-        let _ = self.tx.send(done);
+        let _ = self.tx.send(Done {
+            node,
+            id,
+            attempt,
+            what,
+        });
     }
 }
 
 /// Shared between the claimer and the helper threads.
 struct State {
-    /// Tasks claimed and not yet written back or handed back.
-    held: AtomicU64,
-    /// Set by the keeper when the heartbeat is refused.
-    dead: AtomicBool,
+    /// Claims (row, attempt) not yet written back or handed back.
+    held: Mutex<HashSet<(i64, i32)>>,
+    /// The id the node claims under now.
+    node: AtomicI64,
+    /// When the heartbeat was last written, in ms since `epoch`.
+    beat_ms: AtomicU64,
+    epoch: Instant,
     /// Set when the node stops: the helper threads leave.
     done: AtomicBool,
     /// Wakes the claimer: a notification, or capacity freed.
     wake: (Mutex<bool>, Condvar),
     first_error: Mutex<Option<PgError>>,
+    declared_dead: AtomicU64,
+    node_ids: Mutex<Vec<i64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl State {
     fn wake(&self) {
-        let (lock, cv) = &self.wake;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        let (flag, cv) = &self.wake;
+        *lock(flag) = true;
         cv.notify_all();
     }
 
     fn wait(&self, timeout: Duration) {
-        let (lock, cv) = &self.wake;
-        let mut woken = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (flag, cv) = &self.wake;
+        let mut woken = lock(flag);
         if !*woken {
             woken = cv
                 .wait_timeout(woken, timeout)
@@ -187,48 +238,87 @@ impl State {
     }
 
     fn fail(&self, e: PgError) {
-        let mut first = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
-        first.get_or_insert(e);
+        lock(&self.first_error).get_or_insert(e);
         self.done.store(true, Ordering::SeqCst);
         self.wake();
+    }
+
+    fn done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    fn beat(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.beat_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Time since the heartbeat was last written.
+    fn since_beat(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.beat_ms.load(Ordering::SeqCst)))
     }
 }
 
 /// Runs a node until `stop` is set, the queue is empty (with
-/// `exit_when_empty`), or the node is declared dead.
+/// `exit_when_empty`), or the server stays unreachable for
+/// `give_up_after`.
 ///
 /// # Errors
 ///
-/// [`PgError`] when the server cannot be reached at start or a connection
-/// fails during the run (what the node held is then rescued by another
-/// node, or by this one's next start).
+/// [`PgError`] when the server cannot be reached at start, stays
+/// unreachable for `give_up_after` during the run, or a statement fails
+/// for another reason than a lost connection (what the node held is then
+/// rescued by another node, or by this one's next start).
 pub fn run(
     url: &str,
     processor: Arc<dyn Processor>,
     options: &WorkerOptions,
     stop: &AtomicBool,
 ) -> Result<WorkerReport, PgError> {
-    let mut queue = Queue::connect(url)?;
-    schema::ensure(&mut queue)?;
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let give_up = options.give_up_after;
+    let open = |role, setup: Setup| Link::open(url, role, setup, give_up, reconnects.clone());
+    let mut claimer = open("claimer", Box::new(|_| Ok(())))?;
+    schema::ensure(claimer.queue())?;
     let name = processor.name().to_string();
     let hostname = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
-    let node_id = node::register(&mut queue, &hostname, &name)?;
-    let mut completer_queue = Queue::connect(url)?;
-    let mut keeper_queue = Queue::connect(url)?;
-    let mut listener = Queue::connect(url)?;
-    listener
-        .client()
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
-        .map_err(listener.err("cannot listen for new tasks"))?;
+    let node_id = node::register(claimer.queue(), &hostname, &name)?;
+    let synchronous = match options.durability {
+        Durability::Batch => "off",
+        Durability::GroupCommit => "on",
+    };
+    let mut completer_link = open(
+        "completer",
+        Box::new(move |q: &mut Queue| {
+            let err = q.err("cannot set synchronous_commit");
+            q.client()
+                .batch_execute(&format!("SET synchronous_commit = {synchronous}"))
+                .map_err(err)
+        }),
+    )?;
+    let mut keeper_link = open("keeper", Box::new(|_| Ok(())))?;
+    let mut listener = open(
+        "listener",
+        Box::new(|q: &mut Queue| {
+            let err = q.err("cannot listen for new tasks");
+            q.client()
+                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .map_err(err)
+        }),
+    )?;
 
     let state = Arc::new(State {
-        held: AtomicU64::new(0),
-        dead: AtomicBool::new(false),
+        held: Mutex::new(HashSet::new()),
+        node: AtomicI64::new(node_id),
+        beat_ms: AtomicU64::new(0),
+        epoch: Instant::now(),
         done: AtomicBool::new(false),
         wake: (Mutex::new(false), Condvar::new()),
         first_error: Mutex::new(None),
+        declared_dead: AtomicU64::new(0),
+        node_ids: Mutex::new(vec![node_id]),
     });
     let (tx, rx) = channel();
     let engine_config = EngineConfig {
@@ -244,7 +334,7 @@ pub fn run(
     // gets room beyond it, because it hands admission slots back in batches
     // after completion: at the same capacity a submit would wait for slots of
     // tasks already done, and the node would run below its capacity.
-    let capacity = engine_config.capacity as u64;
+    let capacity = engine_config.capacity;
     let engine_config = EngineConfig {
         capacity: (engine_config.capacity * 2 + 64).min(taskq::config::MAX_CAPACITY),
         ..engine_config
@@ -257,67 +347,100 @@ pub fn run(
         .start(processor)
         .map_err(|e| PgError::Engine(e.to_string()))?;
 
+    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(format!("taskq-{name}"))
+            .spawn(f)
+            .map_err(|e| PgError::Engine(format!("cannot start the {name}: {e}")))
+    };
+    let (done_tx, done_rx) = channel();
     let completer = {
         let state = state.clone();
         let (size, wait) = (options.batch_size.max(1), options.batch_wait);
-        std::thread::Builder::new()
-            .name("taskq-completer".into())
-            .spawn(move || complete(&mut completer_queue, node_id, &rx, &state, size, wait))
-            .map_err(|e| PgError::Engine(format!("cannot start the completer: {e}")))?
+        spawn(
+            "completer",
+            Box::new(move || {
+                let r = complete(&mut completer_link, &rx, &state, size, wait);
+                let _ = done_tx.send((r, completer_link.queue().statements()));
+            }),
+        )?
     };
+    let (kept_tx, kept_rx) = channel();
     let keeper = {
         let state = state.clone();
-        let (beat, after) = (options.heartbeat, options.rescue_after);
-        std::thread::Builder::new()
-            .name("taskq-keeper".into())
-            .spawn(move || keep(&mut keeper_queue, node_id, &state, beat, after))
-            .map_err(|e| PgError::Engine(format!("cannot start the keeper: {e}")))?
+        let (beat, after, deadline) = (options.heartbeat, options.rescue_after, options.deadline);
+        let (hostname, name) = (hostname.clone(), name.clone());
+        spawn(
+            "keeper",
+            Box::new(move || {
+                let r = keep(
+                    &mut keeper_link,
+                    &state,
+                    &hostname,
+                    &name,
+                    beat,
+                    after,
+                    deadline,
+                );
+                let _ = kept_tx.send((r, keeper_link.queue().statements()));
+            }),
+        )?
     };
     let listen = {
         let state = state.clone();
         let poll = options.poll;
-        std::thread::Builder::new()
-            .name("taskq-listener".into())
-            .spawn(move || {
-                while !state.done.load(Ordering::SeqCst) {
-                    let got = listener
-                        .client()
-                        .notifications()
-                        .timeout_iter(poll.min(Duration::from_millis(500)))
-                        .next()
-                        .map(|n| n.is_some());
-                    match got {
-                        Ok(true) => state.wake(),
-                        Ok(false) => {}
-                        Err(_) => std::thread::sleep(poll),
-                    }
-                }
-            })
-            .map_err(|e| PgError::Engine(format!("cannot start the listener: {e}")))?
+        spawn(
+            "listener",
+            Box::new(move || listen(&mut listener, &state, poll)),
+        )?
     };
 
     // The claimer.
     let submitter = engine.submitter();
     let mut claimed = 0u64;
+    let mut handed_back = 0u64;
+    let quit = || stop.load(Ordering::SeqCst) || state.done();
+    // Claims stop while the heartbeat is this old: the node could be
+    // declared dead and its tasks rescued from under it.
+    let beat_limit = options.rescue_after / 2;
     let result = (|| -> Result<(), PgError> {
-        while !stop.load(Ordering::SeqCst)
-            && !state.done.load(Ordering::SeqCst)
-            && !state.dead.load(Ordering::SeqCst)
-        {
-            let free = capacity.saturating_sub(state.held.load(Ordering::SeqCst));
+        state.beat();
+        while !quit() {
+            if state.since_beat() > beat_limit {
+                state.wait(options.heartbeat.min(options.poll));
+                continue;
+            }
+            let node_now = state.node.load(Ordering::SeqCst);
+            let free = capacity.saturating_sub(lock(&state.held).len());
             let got = if free > 0 {
-                node::claim(&mut queue, node_id, &name, free as usize)?
+                let generation = claimer.generation();
+                let got = claimer.call(&quit, |q| node::claim(q, node_now, &name, free))?;
+                if claimer.generation() != generation {
+                    // A claim whose answer was lost may have committed.
+                    handed_back += claimer.call(&quit, |q| {
+                        let known = lock(&state.held).clone();
+                        let orphans: Vec<(i64, i32)> = node::leased_to(q, node_now)?
+                            .into_iter()
+                            .filter(|claim| {
+                                !known.contains(claim)
+                                    && !got.iter().any(|c| (c.id, c.attempt) == *claim)
+                            })
+                            .collect();
+                        node::hand_back(q, node_now, &orphans)
+                    })?;
+                }
+                got
             } else {
                 Vec::new()
             };
-            let n = got.len() as u64;
-            state.held.fetch_add(n, Ordering::SeqCst);
-            claimed += n;
+            let n = got.len();
+            lock(&state.held).extend(got.iter().map(|c| (c.id, c.attempt)));
+            claimed += n as u64;
             for c in got {
                 // The processor sees the queue's attempt number.
                 let task = c
                     .task
-                    .with_id(format!("{}:{}", c.id, c.attempt))
+                    .with_id(format!("{node_now}:{}:{}", c.id, c.attempt))
                     .with_attempts(u32::try_from(c.attempt - 1).unwrap_or(0));
                 if submitter.submit(task).is_err() {
                     break;
@@ -326,16 +449,19 @@ pub fn run(
             if n > 0 && n == free {
                 continue; // more may be waiting
             }
-            if options.exit_when_empty && state.held.load(Ordering::SeqCst) == 0 {
-                let left: i64 = queue
-                    .client()
-                    .query_one(
-                        "SELECT count(*) FROM taskq_tasks
-                         WHERE processor = $1 AND state IN ('available', 'running')",
-                        &[&name],
-                    )
-                    .and_then(|r| r.try_get(0))
-                    .map_err(queue.err("cannot count the tasks left"))?;
+            if options.exit_when_empty && lock(&state.held).is_empty() {
+                let left: i64 = claimer.call(&quit, |q| {
+                    let err = q.err("cannot count the tasks left");
+                    q.count(1);
+                    q.client()
+                        .query_one(
+                            "SELECT count(*) FROM taskq_tasks
+                             WHERE processor = $1 AND state IN ('available', 'running')",
+                            &[&name],
+                        )
+                        .and_then(|r| r.try_get(0))
+                        .map_err(err)
+                })?;
                 if left == 0 {
                     break;
                 }
@@ -348,40 +474,94 @@ pub fn run(
     let report = engine.shutdown();
     state.done.store(true, Ordering::SeqCst);
     state.wake();
-    let (settled, handed_back) = completer.join().unwrap_or_default();
-    let rescued = keeper.join().unwrap_or_default();
+    let _ = completer.join();
+    let _ = keeper.join();
     let _ = listen.join();
-    let declared_dead = state.dead.load(Ordering::SeqCst);
-    if let Some(e) = state
-        .first_error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
+    let ((settled, back), completer_statements) = done_rx.recv().unwrap_or_default();
+    let (rescued, keeper_statements) = kept_rx.recv().unwrap_or_default();
+    handed_back += back;
+    if let Some(e) = lock(&state.first_error).take() {
         return Err(e);
     }
-    result?;
-    if !declared_dead {
-        node::leave(&mut queue, node_id)?;
+    // Stopped while the server was unreachable: the stop wins; what the
+    // node held is rescued by the others.
+    if let Err(e) = result {
+        if !(stop.load(Ordering::SeqCst) && e.is_connection_lost()) {
+            return Err(e);
+        }
     }
+    let node_now = state.node.load(Ordering::SeqCst);
+    claimer.call(&|| false, |q| node::leave(q, node_now))?;
+    let node_ids = lock(&state.node_ids).clone();
     Ok(WorkerReport {
-        target: queue.target().to_string(),
+        target: claimer.queue().target().to_string(),
         node_id,
+        node_ids,
         processor: name,
         claimed,
         settled,
         handed_back,
         rescued,
-        declared_dead,
+        declared_dead: state.declared_dead.load(Ordering::SeqCst),
+        reconnects: reconnects.load(Ordering::SeqCst),
+        statements: claimer.queue().statements() + completer_statements + keeper_statements,
         engine: report,
     })
+}
+
+/// The listener: wakes the claimer on each notification; after a lost
+/// connection it listens again and wakes the claimer (it may have missed
+/// some).
+fn listen(link: &mut Link, state: &State, poll: Duration) {
+    while !state.done() {
+        let got = link
+            .queue()
+            .client()
+            .notifications()
+            .timeout_iter(poll.min(Duration::from_millis(500)))
+            .next()
+            .map(|n| n.is_some());
+        match got {
+            Ok(true) => state.wake(),
+            Ok(false) => {}
+            Err(e) => {
+                let e = PgError::query(format!("{}: lost LISTEN", link.queue().target()))(e);
+                if link.restore(e, &|| state.done()).is_ok() {
+                    state.wake();
+                }
+            }
+        }
+    }
+}
+
+/// Writes one batch: grouped by the node id each task was claimed under
+/// (more than one only after the node registered again).
+fn write_batch(q: &mut Queue, batch: &[Done]) -> Result<(Settled, u64), PgError> {
+    let mut settled = Settled::default();
+    let mut back = 0;
+    let mut nodes: Vec<i64> = batch.iter().map(|d| d.node).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    for node in nodes {
+        let mine = batch.iter().filter(|d| d.node == node);
+        let outcomes: Vec<(i64, i32, Settle)> = mine
+            .clone()
+            .filter_map(|d| d.what.clone().map(|s| (d.id, d.attempt, s)))
+            .collect();
+        let returned: Vec<(i64, i32)> = mine
+            .filter(|d| d.what.is_none())
+            .map(|d| (d.id, d.attempt))
+            .collect();
+        settled += node::settle(q, node, &outcomes)?;
+        back += node::hand_back(q, node, &returned)?;
+    }
+    Ok((settled, back))
 }
 
 /// The completer: writes outcomes back in batches until the engine is
 /// done and every outcome is written.
 fn complete(
-    queue: &mut Queue,
-    node_id: i64,
+    link: &mut Link,
     rx: &Receiver<Done>,
     state: &State,
     size: usize,
@@ -389,8 +569,7 @@ fn complete(
 ) -> (Settled, u64) {
     let mut settled = Settled::default();
     let mut handed_back = 0u64;
-    let mut batch: Vec<(i64, i32, Settle)> = Vec::with_capacity(size);
-    let mut back: Vec<(i64, i32)> = Vec::new();
+    let mut batch: Vec<Done> = Vec::with_capacity(size);
     let mut oldest: Option<Instant> = None;
     loop {
         let timeout = oldest.map_or(wait.max(Duration::from_millis(50)), |t| {
@@ -398,38 +577,36 @@ fn complete(
         });
         let disconnected = match rx.recv_timeout(timeout) {
             Ok(d) => {
-                match d {
-                    Done::Settle(id, attempt, s) => batch.push((id, attempt, s)),
-                    Done::HandBack(id, attempt) => back.push((id, attempt)),
-                }
+                batch.push(d);
                 oldest.get_or_insert_with(Instant::now);
                 false
             }
             // The engine has shut down: every outcome is in the channel.
-            Err(RecvTimeoutError::Timeout) => state.done.load(Ordering::SeqCst),
+            Err(RecvTimeoutError::Timeout) => state.done(),
             Err(RecvTimeoutError::Disconnected) => true,
         };
         let due = oldest.is_some_and(|t| t.elapsed() >= wait);
-        if batch.len() >= size || (due || disconnected) && !(batch.is_empty() && back.is_empty()) {
-            let n = (batch.len() + back.len()) as u64;
-            match node::settle(queue, node_id, &batch) {
-                Ok(s) => settled += s,
+        if batch.len() >= size || (due || disconnected) && !batch.is_empty() {
+            // Outcomes are written even after a stop: only the give-up time
+            // ends the retries.
+            match link.call(&|| false, |q| write_batch(q, &batch)) {
+                Ok((s, b)) => {
+                    settled += s;
+                    handed_back += b;
+                }
                 Err(e) => {
                     state.fail(e);
                     return (settled, handed_back);
                 }
             }
-            match node::hand_back(queue, node_id, &back) {
-                Ok(h) => handed_back += h,
-                Err(e) => {
-                    state.fail(e);
-                    return (settled, handed_back);
+            {
+                let mut held = lock(&state.held);
+                for d in &batch {
+                    held.remove(&(d.id, d.attempt));
                 }
             }
             batch.clear();
-            back.clear();
             oldest = None;
-            state.held.fetch_sub(n, Ordering::SeqCst);
             state.wake();
         }
         if disconnected {
@@ -438,31 +615,57 @@ fn complete(
     }
 }
 
-/// The keeper: heartbeat every `beat`, a rescue round every two.
+/// The keeper: heartbeat every `beat`, a rescue round every two. Declared
+/// dead (its heartbeat refused), the node registers again under a new id.
 fn keep(
-    queue: &mut Queue,
-    node_id: i64,
+    link: &mut Link,
     state: &State,
+    hostname: &str,
+    processor: &str,
     beat: Duration,
     after: Duration,
+    deadline: Duration,
 ) -> Rescued {
     let mut total = Rescued::default();
     let mut round = 0u64;
-    while !state.done.load(Ordering::SeqCst) {
-        match node::heartbeat(queue, node_id) {
-            Ok(true) => {}
+    let quit = || state.done();
+    while !state.done() {
+        let node_now = state.node.load(Ordering::SeqCst);
+        match link.call(&quit, |q| node::heartbeat(q, node_now)) {
+            Ok(true) => state.beat(),
             Ok(false) => {
-                state.dead.store(true, Ordering::SeqCst);
-                state.wake();
-                return total;
+                // Declared dead: the rescue has given (or will give) this
+                // id's tasks to others; their writes will be fenced off.
+                match link.call(&quit, |q| node::register(q, hostname, processor)) {
+                    Ok(new) => {
+                        tracing::warn!(
+                            old = node_now,
+                            new,
+                            "this node was declared dead (its heartbeat was late); registered again"
+                        );
+                        state.node.store(new, Ordering::SeqCst);
+                        state.declared_dead.fetch_add(1, Ordering::SeqCst);
+                        lock(&state.node_ids).push(new);
+                        state.beat();
+                        state.wake();
+                    }
+                    Err(e) => {
+                        if !state.done() {
+                            state.fail(e);
+                        }
+                        return total;
+                    }
+                }
             }
             Err(e) => {
-                state.fail(e);
+                if !state.done() {
+                    state.fail(e);
+                }
                 return total;
             }
         }
         if round.is_multiple_of(2) {
-            match node::rescue(queue, after, 1000) {
+            match link.call(&quit, |q| node::rescue(q, after, deadline, 1000)) {
                 Ok(r) => {
                     total.ran |= r.ran;
                     total.nodes += r.nodes;
@@ -470,14 +673,16 @@ fn keep(
                     total.dead += r.dead;
                 }
                 Err(e) => {
-                    state.fail(e);
+                    if !state.done() {
+                        state.fail(e);
+                    }
                     return total;
                 }
             }
         }
         round += 1;
         let until = Instant::now() + beat;
-        while Instant::now() < until && !state.done.load(Ordering::SeqCst) {
+        while Instant::now() < until && !state.done() {
             std::thread::sleep(Duration::from_millis(50).min(beat));
         }
     }

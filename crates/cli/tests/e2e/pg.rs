@@ -10,17 +10,17 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_taskq");
 
 /// A database of the test's own, dropped at the end.
-struct TestDb {
+pub(crate) struct TestDb {
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
-fn admin_url() -> String {
+pub(crate) fn admin_url() -> String {
     std::env::var("TASKQ_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn admin() -> postgres::Client {
+pub(crate) fn admin() -> postgres::Client {
     postgres::Client::connect(&admin_url(), postgres::NoTls).unwrap_or_else(|e| {
         panic!(
             "PostgreSQL at {} does not answer ({e}); the PostgreSQL tests need it (set TASKQ_TEST_PG)",
@@ -30,7 +30,7 @@ fn admin() -> postgres::Client {
 }
 
 impl TestDb {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -49,11 +49,11 @@ impl TestDb {
         }
     }
 
-    fn client(&self) -> postgres::Client {
+    pub(crate) fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
     }
 
-    fn count(&self, sql: &str) -> i64 {
+    pub(crate) fn count(&self, sql: &str) -> i64 {
         self.client().query_one(sql, &[]).unwrap().get(0)
     }
 }
@@ -67,7 +67,7 @@ impl Drop for TestDb {
     }
 }
 
-fn taskq(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn taskq(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .current_dir(dir)
         .env_remove("TASKQ_DATABASE_URL")
@@ -76,12 +76,12 @@ fn taskq(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// NDJSON lines `img/{i % unique}.jpg` at 200x200 for i in 0..n.
-fn write_tasks(path: &Path, n: usize, unique: usize) {
+pub(crate) fn write_tasks(path: &Path, n: usize, unique: usize) {
     let lines: Vec<String> = (0..n)
         .map(|i| {
             format!(
@@ -95,7 +95,7 @@ fn write_tasks(path: &Path, n: usize, unique: usize) {
 
 /// A fresh database holding `n` tasks of `unique` keys (`write_tasks`),
 /// enqueued with `extra` flags, and the folder holding `t.ndjson`.
-fn enqueued(n: usize, unique: usize, extra: &[&str]) -> (TestDb, tempfile::TempDir) {
+pub(crate) fn enqueued(n: usize, unique: usize, extra: &[&str]) -> (TestDb, tempfile::TempDir) {
     let db = TestDb::new();
     let dir = tempfile::tempdir().unwrap();
     write_tasks(&dir.path().join("t.ndjson"), n, unique);
@@ -392,7 +392,7 @@ fn bad_servers_and_bad_files_are_named_and_nothing_is_done() {
 }
 
 /// Keys in the effects logs, with how many times each was processed.
-fn effects(paths: &[std::path::PathBuf]) -> std::collections::HashMap<String, u32> {
+pub(crate) fn effects(paths: &[std::path::PathBuf]) -> std::collections::HashMap<String, u32> {
     let mut out = std::collections::HashMap::new();
     for p in paths {
         let Ok(text) = std::fs::read_to_string(p) else {
@@ -406,7 +406,7 @@ fn effects(paths: &[std::path::PathBuf]) -> std::collections::HashMap<String, u3
     out
 }
 
-fn worker(dir: &Path, url: &str, extra: &[&str]) -> Command {
+pub(crate) fn worker(dir: &Path, url: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
         .args(["worker", "--pg", url, "--heartbeat", "0.2"])
@@ -416,7 +416,7 @@ fn worker(dir: &Path, url: &str, extra: &[&str]) -> Command {
     cmd
 }
 
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
     while !ok() {
         assert!(
@@ -630,7 +630,13 @@ fn late_writes_of_a_node_declared_dead_are_fenced_off() {
             &[&first],
         )
         .unwrap();
-    let r = node::rescue(&mut q, std::time::Duration::from_secs(30), 100).unwrap();
+    let r = node::rescue(
+        &mut q,
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(3600),
+        100,
+    )
+    .unwrap();
     assert_eq!((r.ran, r.nodes, r.requeued), (true, 1, 5));
     assert!(
         !node::heartbeat(&mut q, first).unwrap(),
