@@ -138,6 +138,26 @@ pub struct BenchArgs {
     /// Do not draw the SVG plots.
     #[arg(long)]
     pub no_plots: bool,
+    /// pg-noop/pg-sleep: the PostgreSQL server, as a URL of a database to
+    /// connect to; each run creates a fresh database beside it and drops it.
+    #[arg(long, env = "TASKQ_DATABASE_URL", value_name = "URL")]
+    pub pg: Option<String>,
+    /// pg-noop/pg-sleep: node counts (`taskq worker` processes on this
+    /// machine), one set of runs each.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_name = "N,N,...")]
+    pub nodes: Vec<usize>,
+    /// pg-noop/pg-sleep: the insert→start latency runs' load, as a share of
+    /// the median taskq rate measured at the same node count (0: no latency
+    /// runs).
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    pub pg_load: f64,
+    /// pg-noop/pg-sleep: how long each latency run produces, seconds.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub pg_load_seconds: f64,
+    /// pg-noop/pg-sleep: an extra argument for every `taskq worker` (repeat
+    /// it: `--node-arg=--durability --node-arg=group-commit`).
+    #[arg(long, allow_hyphen_values = true, value_name = "ARG")]
+    pub node_arg: Vec<String>,
 }
 
 impl BenchArgs {
@@ -267,6 +287,9 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write, log: &mut dyn Write) -> anyhow
             args.threshold
         );
     }
+    if args.workload.on_postgres() && args.load.is_none() && args.suite.is_none() {
+        return run_pg(args, out, log);
+    }
     let (file, json) = match &args.load {
         Some(path) => (BenchFile::load(path)?, path.clone()),
         None => {
@@ -296,6 +319,64 @@ pub fn run(args: &BenchArgs, out: &mut dyn Write, log: &mut dyn Write) -> anyhow
         writeln!(out, "recorded in {}", args.perf_md.display())?;
     }
     Ok(code)
+}
+
+/// `--workload pg-noop|pg-sleep`: see [`crate::pg`].
+fn run_pg(args: &BenchArgs, out: &mut dyn Write, log: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    use crate::pg::{PgBench, PgEngine};
+    let Some(url) = args.pg.clone() else {
+        anyhow::bail!(
+            "--workload {} needs a PostgreSQL server: --pg URL or TASKQ_DATABASE_URL",
+            args.workload.name()
+        );
+    };
+    let mut engines = Vec::new();
+    for e in &args.engine {
+        match e {
+            EngineArg::Taskq => engines.push(PgEngine::Taskq),
+            EngineArg::Classic => engines.push(PgEngine::ClassicPg),
+            EngineArg::All => engines.extend([PgEngine::Taskq, PgEngine::ClassicPg]),
+            EngineArg::Baseline => anyhow::bail!(
+                "invalid setting --engine: the PostgreSQL workloads run taskq and classic (classic-pg), not baseline"
+            ),
+        }
+    }
+    engines.dedup();
+    let taskq_bin = match std::env::var_os("TASKQ_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().context("cannot find the taskq binary")?,
+    };
+    let bench = PgBench {
+        workload: args.workload.name().to_string(),
+        admin_url: url,
+        taskq_bin,
+        tasks: args.tasks,
+        workers: args.workers,
+        capacity: args.capacity,
+        latency_ms: args.latency_ms,
+        nodes: args.nodes.clone(),
+        repeat: args.repeat,
+        engines,
+        load: args.pg_load,
+        load_seconds: args.pg_load_seconds,
+        worker_flags: args.node_arg.clone(),
+    };
+    let _ = writeln!(log, "running {} on PostgreSQL", args.workload.name());
+    let file = bench.run(command_line(), log)?;
+    let json = report::json_path(
+        args.report.as_deref(),
+        &args.results_dir,
+        &args.stem(),
+        &file.date,
+    );
+    if let Some(dir) = json.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(&json, serde_json::to_string_pretty(&file)? + "\n")
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    writeln!(out, "results: {}", json.display())?;
+    write!(out, "{}", file.render())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs every scenario and collects the results.

@@ -72,6 +72,7 @@ pub mod dedup;
 pub mod driver;
 pub mod generate;
 pub mod ideal;
+pub mod pg;
 pub mod plot;
 pub mod report;
 pub mod result;

@@ -218,6 +218,10 @@ pub struct Machine {
     pub os: String,
     /// `std::env::consts::ARCH`.
     pub arch: String,
+    /// The CPU's model name (`/proc/cpuinfo`), empty where unknown (and in
+    /// result files written before it was recorded).
+    #[serde(default)]
+    pub cpu: String,
 }
 
 impl Machine {
@@ -227,8 +231,22 @@ impl Machine {
             cores: available_cores(),
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
+            cpu: cpu_model(),
         }
     }
+}
+
+/// The first `model name` of `/proc/cpuinfo`, or empty.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default()
 }
 
 /// Cores this process may use.

@@ -36,6 +36,13 @@ pub enum Workload {
     /// idempotency: taskq's claim table and SQLite store, the Python designs'
     /// per-task SQLite `INSERT OR IGNORE` ([`SeedDb`](crate::baseline::SeedDb)).
     Dedup,
+    /// No-op tasks through the queue on PostgreSQL: `taskq worker`
+    /// processes (`--nodes`) against `classic-pg` ([`crate::pg`]).
+    #[serde(rename = "pg-noop")]
+    PgNoop,
+    /// `--latency-ms` sleeps through the queue on PostgreSQL.
+    #[serde(rename = "pg-sleep")]
+    PgSleep,
 }
 
 impl Workload {
@@ -46,7 +53,14 @@ impl Workload {
             Workload::Cpu => "cpu",
             Workload::Sleep => "sleep",
             Workload::Dedup => "dedup",
+            Workload::PgNoop => "pg-noop",
+            Workload::PgSleep => "pg-sleep",
         }
+    }
+
+    /// Whether the workload runs on PostgreSQL ([`crate::pg`]).
+    pub fn on_postgres(self) -> bool {
+        matches!(self, Workload::PgNoop | Workload::PgSleep)
     }
 
     /// The share of duplicate keys a scenario of this workload has unless
@@ -54,7 +68,11 @@ impl Workload {
     pub fn default_duplicates(self) -> f64 {
         match self {
             Workload::Dedup => 0.3,
-            Workload::Noop | Workload::Cpu | Workload::Sleep => 0.0,
+            Workload::Noop
+            | Workload::Cpu
+            | Workload::Sleep
+            | Workload::PgNoop
+            | Workload::PgSleep => 0.0,
         }
     }
 
@@ -72,9 +90,9 @@ impl Workload {
         seed: u64,
     ) -> Result<Arc<dyn Processor>, BenchError> {
         Ok(match self {
-            Workload::Noop | Workload::Dedup => Arc::new(Noop),
+            Workload::Noop | Workload::Dedup | Workload::PgNoop => Arc::new(Noop),
             Workload::Cpu => Arc::new(CpuHash::for_micros(2.0)),
-            Workload::Sleep => Arc::new(simulated(scenario, seed)?),
+            Workload::Sleep | Workload::PgSleep => Arc::new(simulated(scenario, seed)?),
         })
     }
 }
