@@ -144,7 +144,12 @@ pub struct BenchArgs {
     pub pg: Option<String>,
     /// pg-noop/pg-sleep: node counts (`taskq worker` processes on this
     /// machine), one set of runs each.
-    #[arg(long, value_delimiter = ',', default_value = "1", value_name = "N,N,...")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1",
+        value_name = "N,N,..."
+    )]
     pub nodes: Vec<usize>,
     /// pg-noop/pg-sleep: the insert→start latency runs' load, as a share of
     /// the median taskq rate measured at the same node count (0: no latency

@@ -243,12 +243,21 @@ impl PgBench {
         Ok(())
     }
 
-    fn node(&self, db: &RunDb, dir: &Path, k: usize, exit_when_empty: bool) -> anyhow::Result<Child> {
+    fn node(
+        &self,
+        db: &RunDb,
+        dir: &Path,
+        k: usize,
+        exit_when_empty: bool,
+    ) -> anyhow::Result<Child> {
         let mut cmd = Command::new(&self.taskq_bin);
         cmd.args(["worker", "--pg", &db.url, "--processor", self.processor()])
             .args(["--workers", &self.workers.to_string()])
             .args(["--capacity", &self.capacity.to_string()])
-            .args(["--report", &dir.join(format!("node{k}.json")).display().to_string()]);
+            .args([
+                "--report",
+                &dir.join(format!("node{k}.json")).display().to_string(),
+            ]);
         if self.processor() == "simulated" {
             cmd.args(["--latency-ms", &self.latency_ms.to_string()]);
         }
@@ -314,7 +323,11 @@ impl PgBench {
         let (done, t1, wal): (i64, std::time::SystemTime, f64) =
             (row.get(0), row.get(1), row.get(2));
         if done != self.tasks as i64 {
-            bail!("{}: {done} of {} tasks succeeded", engine.name(), self.tasks);
+            bail!(
+                "{}: {done} of {} tasks succeeded",
+                engine.name(),
+                self.tasks
+            );
         }
         let seconds = t1.duration_since(t0).unwrap_or_default().as_secs_f64();
         let n = self.tasks as f64;
@@ -390,7 +403,10 @@ impl PgBench {
         let mut c = admin(&db.url)?;
         let started = Instant::now();
         while c
-            .query_one("SELECT count(*) FROM taskq_nodes WHERE state = 'alive'", &[])?
+            .query_one(
+                "SELECT count(*) FROM taskq_nodes WHERE state = 'alive'",
+                &[],
+            )?
             .get::<_, i64>(0)
             < nodes as i64
         {
@@ -466,7 +482,10 @@ impl PgBench {
             bail!("invalid setting --nodes: node counts must be at least 1");
         }
         if !(0.0..1.0).contains(&self.load) {
-            bail!("invalid setting --pg-load: must be in [0, 1), got {}", self.load);
+            bail!(
+                "invalid setting --pg-load: must be in [0, 1), got {}",
+                self.load
+            );
         }
         let server: String = admin(&self.admin_url)?
             .query_one("SHOW server_version", &[])?
@@ -499,7 +518,10 @@ impl PgBench {
                     engine,
                     nodes,
                     jobs_per_s: med(|r| r.jobs_per_s),
-                    min: mine.iter().map(|r| r.jobs_per_s).fold(f64::INFINITY, f64::min),
+                    min: mine
+                        .iter()
+                        .map(|r| r.jobs_per_s)
+                        .fold(f64::INFINITY, f64::min),
                     max: mine.iter().map(|r| r.jobs_per_s).fold(0.0, f64::max),
                     statements_per_job: med(|r| r.statements_per_job),
                     wal_bytes_per_job: med(|r| r.wal_bytes_per_job),
@@ -536,7 +558,8 @@ impl PgBench {
 impl PgBenchFile {
     /// The table: one row per engine and node count, and the latency runs.
     pub fn render(&self) -> String {
-        let mut s = format!(
+        let mut s =
+            format!(
             "{} × {} tasks, {} workers and capacity {} per node, PostgreSQL {} on {} ({} cores)\n",
             self.bench.workload,
             self.bench.tasks,
@@ -546,7 +569,9 @@ impl PgBenchFile {
             if self.machine.cpu.is_empty() { "?" } else { &self.machine.cpu },
             self.machine.cores
         );
-        s.push_str("engine       nodes    jobs/s (median)   [min – max]        stmts/job   WAL B/job\n");
+        s.push_str(
+            "engine       nodes    jobs/s (median)   [min – max]        stmts/job   WAL B/job\n",
+        );
         for r in &self.summary {
             s.push_str(&format!(
                 "{:<12} {:>5} {:>17.0}   [{:.0} – {:.0}] {:>12.3} {:>11.0}\n",

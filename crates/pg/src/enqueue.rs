@@ -72,15 +72,17 @@ impl<'q> Enqueuer<'q> {
     /// (at least 1).
     pub fn new(queue: &'q mut Queue, processor: &str, max_attempts: u32, batch: usize) -> Self {
         let batch = batch.max(1);
+        // Room for a batch up front, but not for an absurd one.
+        let room = batch.min(8192);
         Enqueuer {
             queue,
             processor: processor.to_string(),
             max_attempts: i32::try_from(max_attempts.max(1)).unwrap_or(i32::MAX),
             batch,
-            keys: Vec::with_capacity(batch),
-            ids: Vec::with_capacity(batch),
-            image_keys: Vec::with_capacity(batch),
-            sizes: Vec::with_capacity(batch),
+            keys: Vec::with_capacity(room),
+            ids: Vec::with_capacity(room),
+            image_keys: Vec::with_capacity(room),
+            sizes: Vec::with_capacity(room),
             report: EnqueueReport::default(),
         }
     }

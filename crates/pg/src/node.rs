@@ -218,9 +218,10 @@ pub fn claim(
     Ok(out)
 }
 
-/// Writes back how each `(id, attempt)` ended, in at most two statements
-/// (successes, failures), each conditional on the node still holding that
-/// attempt. Retries are made available at `now() + delay`, and announced.
+/// Writes back how each `(id, attempt)` ended: one statement when all
+/// succeeded, otherwise one transaction of two (successes, failures), each
+/// conditional on the node still holding that attempt. Retries are made
+/// available at `now() + delay`, and announced.
 ///
 /// # Errors
 ///
@@ -263,6 +264,23 @@ pub fn settle(
         }
     }
     let err = queue.err("cannot write task outcomes");
+    const SUCCEEDED: &str = "UPDATE taskq_tasks t
+         SET state = 'succeeded', finalized_at = now(), lease_node = NULL
+         FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt)
+         WHERE t.id = i.id AND t.attempt = i.attempt AND t.lease_node = $1
+           AND t.state = 'running'";
+    if f_ids.is_empty() {
+        // Successes only (the common batch): one statement, its own
+        // transaction.
+        queue.count(1);
+        let n = queue
+            .client()
+            .execute(SUCCEEDED, &[&node, &ok_ids, &ok_attempts])
+            .map_err(err)?;
+        done.succeeded += n;
+        done.fenced += ok_ids.len() as u64 - n;
+        return Ok(done);
+    }
     // BEGIN, one UPDATE per kind of outcome, a NOTIFY for retries, COMMIT.
     let sent = 2
         + u64::from(!ok_ids.is_empty())
@@ -275,14 +293,7 @@ pub fn settle(
     };
     let result = (|| {
         if !ok_ids.is_empty() {
-            let n = tx.execute(
-                "UPDATE taskq_tasks t
-                 SET state = 'succeeded', finalized_at = now(), lease_node = NULL
-                 FROM unnest($2::bigint[], $3::int[]) AS i(id, attempt)
-                 WHERE t.id = i.id AND t.attempt = i.attempt AND t.lease_node = $1
-                   AND t.state = 'running'",
-                &[&node, &ok_ids, &ok_attempts],
-            )?;
+            let n = tx.execute(SUCCEEDED, &[&node, &ok_ids, &ok_attempts])?;
             done.succeeded += n;
             done.fenced += ok_ids.len() as u64 - n;
         }
@@ -499,23 +510,31 @@ pub fn rescue(
 pub fn prune(queue: &mut Queue, older_than: Duration, batch: usize) -> Result<u64, PgError> {
     let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
     let mut total = 0;
+    // Walks the primary key once (`id > after`): no index on `finalized_at`
+    // is kept, since every completion would insert into it.
+    let mut after = 0i64;
     loop {
-        let n = queue
+        queue.count(1);
+        let row = queue
             .client()
-            .execute(
+            .query_one(
                 "WITH doomed AS MATERIALIZED (
                      SELECT id FROM taskq_tasks
-                     WHERE state = 'succeeded'
+                     WHERE id > $3 AND state = 'succeeded'
                        AND finalized_at < now() - make_interval(secs => $1)
-                     ORDER BY finalized_at LIMIT $2
-                     FOR UPDATE SKIP LOCKED)
-                 DELETE FROM taskq_tasks t USING doomed WHERE t.id = doomed.id",
-                &[&older_than.as_secs_f64(), &batch],
+                     ORDER BY id LIMIT $2
+                     FOR UPDATE SKIP LOCKED),
+                 gone AS (DELETE FROM taskq_tasks t USING doomed WHERE t.id = doomed.id
+                          RETURNING t.id)
+                 SELECT count(*), max(id) FROM gone",
+                &[&older_than.as_secs_f64(), &batch, &after],
             )
             .map_err(queue.err("cannot prune succeeded tasks"))?;
-        total += n;
-        if n < batch as u64 {
-            return Ok(total);
+        let n: i64 = row.get(0);
+        total += n as u64;
+        match row.get::<_, Option<i64>>(1) {
+            Some(last) if n >= batch => after = last,
+            _ => return Ok(total),
         }
     }
 }

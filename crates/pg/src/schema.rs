@@ -1,6 +1,6 @@
 //! The queue's schema and its migrations.
 //!
-//! # Tables (version 1)
+//! # Tables (version 2)
 //!
 //! - `taskq_tasks`: one row per task, keyed by `id`, unique on (`processor`,
 //!   `idempotency_key`): the single arbiter of deduplication across nodes.
@@ -36,16 +36,17 @@ use serde::Serialize;
 use crate::{PgError, Queue};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock key migrations hold (a fixed, taskq-specific number).
 pub const MIGRATION_LOCK: i64 = 0x7461_736b_715f_6d67; // "taskq_mg"
 
 /// Each version: its number, what it adds, and its SQL.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "tasks, nodes",
-    r#"
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "tasks, nodes",
+        r#"
 CREATE TABLE taskq_tasks (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     processor       text NOT NULL CHECK (processor <> ''),
@@ -95,7 +96,15 @@ CREATE TABLE taskq_nodes (
     autovacuum_vacuum_threshold = 50
 );
 "#,
-)];
+    ),
+    (
+        2,
+        "no index on finalized_at",
+        // Every completion inserted into it (a state change is never a HOT
+        // update); `prune` walks the primary key instead.
+        "DROP INDEX IF EXISTS taskq_tasks_finalized;",
+    ),
+];
 
 /// What [`migrate`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

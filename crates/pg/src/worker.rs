@@ -74,7 +74,8 @@ pub struct WorkerOptions {
     pub deadline: Duration,
     /// How long an idle claimer waits for a notification before it looks.
     pub poll: Duration,
-    /// Outcomes written per statement, at most.
+    /// Outcomes written per statement, at most (and at most half the
+    /// engine's capacity, so that the claimer refills while half runs).
     pub batch_size: usize,
     /// An outcome waits at most this long to be written.
     pub batch_wait: Duration,
@@ -278,7 +279,10 @@ pub fn run(
     let reconnects = Arc::new(AtomicU64::new(0));
     let give_up = options.give_up_after;
     let open = |role, setup: Setup| Link::open(url, role, setup, give_up, reconnects.clone());
-    let mut claimer = open("claimer", Box::new(|_| Ok(())))?;
+    // Claims, hand-backs and heartbeats do not wait for the server's WAL
+    // flush: one lost in a server crash is undone with it (the task is
+    // available again; a later write of the claim is fenced off).
+    let mut claimer = open("claimer", synchronous_commit("off"))?;
     schema::ensure(claimer.queue())?;
     let name = processor.name().to_string();
     let hostname = std::fs::read_to_string("/etc/hostname")
@@ -289,16 +293,8 @@ pub fn run(
         Durability::Batch => "off",
         Durability::GroupCommit => "on",
     };
-    let mut completer_link = open(
-        "completer",
-        Box::new(move |q: &mut Queue| {
-            let err = q.err("cannot set synchronous_commit");
-            q.client()
-                .batch_execute(&format!("SET synchronous_commit = {synchronous}"))
-                .map_err(err)
-        }),
-    )?;
-    let mut keeper_link = open("keeper", Box::new(|_| Ok(())))?;
+    let mut completer_link = open("completer", synchronous_commit(synchronous))?;
+    let mut keeper_link = open("keeper", synchronous_commit("off"))?;
     let mut listener = open(
         "listener",
         Box::new(|q: &mut Queue| {
@@ -356,7 +352,10 @@ pub fn run(
     let (done_tx, done_rx) = channel();
     let completer = {
         let state = state.clone();
-        let (size, wait) = (options.batch_size.max(1), options.batch_wait);
+        // A batch is written once it holds half of what the node may hold:
+        // the claimer can then refill while the other half runs.
+        let size = options.batch_size.clamp(1, (capacity / 2).max(1));
+        let wait = options.batch_wait;
         spawn(
             "completer",
             Box::new(move || {
@@ -506,6 +505,16 @@ pub fn run(
         reconnects: reconnects.load(Ordering::SeqCst),
         statements: claimer.queue().statements() + completer_statements + keeper_statements,
         engine: report,
+    })
+}
+
+/// Sets `synchronous_commit` on every (re)connection.
+fn synchronous_commit(value: &'static str) -> Setup {
+    Box::new(move |q: &mut Queue| {
+        let err = q.err("cannot set synchronous_commit");
+        q.client()
+            .batch_execute(&format!("SET synchronous_commit = {value}"))
+            .map_err(err)
     })
 }
 

@@ -114,7 +114,7 @@ fn migrate_creates_the_schema_once_and_refuses_a_newer_one() {
     let o = taskq(d, &["migrate", "--pg", &db.url]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(
-        text(&o.stdout).contains("migrated from version 0 to 1"),
+        text(&o.stdout).contains("migrated from version 0 to 2"),
         "{}",
         text(&o.stdout)
     );
@@ -127,11 +127,11 @@ fn migrate_creates_the_schema_once_and_refuses_a_newer_one() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(
-        text(&o.stdout).contains("at version 1 already"),
+        text(&o.stdout).contains("at version 2 already"),
         "{}",
         text(&o.stdout)
     );
-    assert_eq!(db.count("SELECT count(*) FROM taskq_schema_version"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM taskq_schema_version"), 2);
     // Storage settings of the churning table are in place.
     let options: Vec<String> = db
         .client()
@@ -161,7 +161,10 @@ fn migrate_creates_the_schema_once_and_refuses_a_newer_one() {
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let err = text(&o.stderr);
         assert!(
-            err.contains("queue schema version 99 is newer than this taskq understands (1)"),
+            err.contains(&format!(
+                "queue schema version 99 is newer than this taskq understands ({})",
+                taskq_pg::SCHEMA_VERSION
+            )),
             "{err}"
         );
         assert!(
@@ -305,7 +308,7 @@ fn enqueue_skips_invalid_records_and_status_counts_by_state() {
     let o = taskq(d, &["status", "--pg", &db.url, "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], taskq_pg::SCHEMA_VERSION);
     let p = &v["processors"][0];
     assert_eq!(
         (
@@ -714,4 +717,30 @@ fn prune_deletes_old_successes_only() {
         "{}",
         text(&o.stderr)
     );
+}
+
+/// A queue at version 1 (with the index on `finalized_at` that version 2
+/// drops) is upgraded in place; its tasks stay.
+#[test]
+fn a_version_1_queue_is_upgraded_to_version_2() {
+    let (db, dir) = enqueued(5, 5, &[]);
+    db.client()
+        .batch_execute(
+            "DELETE FROM taskq_schema_version WHERE version > 1;
+             CREATE INDEX taskq_tasks_finalized ON taskq_tasks (finalized_at)
+                 WHERE state = 'succeeded';",
+        )
+        .unwrap();
+    let o = taskq(dir.path(), &["migrate", "--pg", &db.url]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("migrated from version 1 to 2"),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'taskq_tasks_finalized'"),
+        0
+    );
+    assert_eq!(db.count("SELECT count(*) FROM taskq_tasks"), 5);
 }
