@@ -366,12 +366,16 @@ pub enum DlqCommand {
         /// Only this idempotency key.
         #[arg(long)]
         key: Option<String>,
+        /// Only the dead letters this processor made.
+        #[arg(long, value_enum)]
+        processor: Option<ProcessorKind>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Run dead-lettered tasks again with the processor that failed them, with
-    /// idempotency; clear the ones that succeed.
+    /// idempotency; clear the ones that succeed. With --pg: re-queue them for
+    /// the `taskq worker` nodes (nothing runs here).
     Retry(Box<DlqRetryArgs>),
     /// Delete dead letters.
     Purge {
@@ -381,10 +385,14 @@ pub enum DlqCommand {
         /// Which dead letters.
         #[command(flatten)]
         selection: SelectionArgs,
+        /// Only the dead letters this processor made (PostgreSQL queue only).
+        #[arg(long, value_enum)]
+        processor: Option<ProcessorKind>,
     },
 }
 
-/// The database of a `dlq` command: `--db PATH`, or the one of `--store DIR`.
+/// The database of a `dlq` command: `--db PATH`, the one of `--store DIR`,
+/// or the PostgreSQL queue of `--pg URL`.
 #[derive(Debug, Args)]
 pub struct DlqDbArgs {
     /// The database [default: taskq.db; with --store DIR: DIR/taskq.db].
@@ -394,6 +402,31 @@ pub struct DlqDbArgs {
     /// `retry` reads and writes the thumbnail processor's images there.
     #[arg(long = "store", value_name = "DIR")]
     pub object_store: Option<PathBuf>,
+    /// The PostgreSQL queue instead: `postgres://USER@HOST:PORT/DATABASE`
+    /// (or key=value pairs). Without --pg, --db or --store,
+    /// TASKQ_DATABASE_URL is used when set.
+    // Not clap's `env`: clap counts a value from the environment as given,
+    // so `--db` would conflict with an exported TASKQ_DATABASE_URL.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["db", "object_store"])]
+    pub pg: Option<String>,
+}
+
+/// The variable naming the PostgreSQL queue when no flag names a database.
+pub const DATABASE_URL_ENV: &str = "TASKQ_DATABASE_URL";
+
+/// Where a `dlq` command's dead letters are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DlqTarget {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// The PostgreSQL queue of this URL; `from_env` when it came from
+    /// TASKQ_DATABASE_URL rather than `--pg`.
+    Pg {
+        /// The connection string.
+        url: String,
+        /// Whether TASKQ_DATABASE_URL gave it.
+        from_env: bool,
+    },
 }
 
 impl DlqDbArgs {
@@ -403,6 +436,30 @@ impl DlqDbArgs {
             (Some(db), _) => db.clone(),
             (None, Some(store)) => store.join("taskq.db"),
             (None, None) => PathBuf::from("taskq.db"),
+        }
+    }
+
+    /// Where the dead letters are: `--pg URL`; the SQLite database of
+    /// `--db` or `--store`; else TASKQ_DATABASE_URL when set and not
+    /// empty; else `taskq.db`.
+    pub fn target(&self) -> DlqTarget {
+        self.target_with(std::env::var(DATABASE_URL_ENV).ok())
+    }
+
+    /// [`target`](Self::target) with the environment's value given.
+    pub fn target_with(&self, env_url: Option<String>) -> DlqTarget {
+        if let Some(url) = &self.pg {
+            return DlqTarget::Pg {
+                url: url.clone(),
+                from_env: false,
+            };
+        }
+        match env_url.filter(|u| !u.trim().is_empty()) {
+            Some(url) if self.db.is_none() && self.object_store.is_none() => DlqTarget::Pg {
+                url,
+                from_env: true,
+            },
+            _ => DlqTarget::Sqlite(self.path()),
         }
     }
 }
@@ -450,7 +507,7 @@ pub struct DlqRetryArgs {
     /// Retry only the dead letters this processor made, with it (`thumbnail`
     /// needs `--store`); dead letters recorded before taskq kept processors
     /// are given to it. Default: the processor that made the selected dead
-    /// letters.
+    /// letters. With --pg: re-queue only this processor's dead tasks.
     #[arg(long, value_enum)]
     pub processor: Option<ProcessorKind>,
     /// Settings of the simulated processor.
@@ -461,7 +518,34 @@ pub struct DlqRetryArgs {
     pub retry: RetryArgs,
 }
 
+/// The arguments of `dlq retry` that the PostgreSQL queue uses; the others
+/// (threads, report, processor and retry settings) only serve a re-drive
+/// that runs the tasks here.
+const DLQ_RETRY_PG_ARGS: &[&str] = &["db", "object_store", "pg", "key", "all", "processor"];
+
 impl DlqRetryArgs {
+    /// The flags given on the command line (`matches`: those of `dlq
+    /// retry`) that only a SQLite re-drive uses, as `--name`: on the
+    /// PostgreSQL queue, `retry` re-queues and the worker nodes run the
+    /// tasks with their own settings, so these must not be given.
+    pub fn sqlite_only_flags(matches: &clap::ArgMatches) -> Vec<String> {
+        let cmd = <DlqRetryArgs as Args>::augment_args(clap::Command::new("retry"));
+        cmd.get_arguments()
+            .filter(|a| !DLQ_RETRY_PG_ARGS.contains(&a.get_id().as_str()))
+            .filter(|a| {
+                matches!(
+                    matches.value_source(a.get_id().as_str()),
+                    Some(clap::parser::ValueSource::CommandLine)
+                        | Some(clap::parser::ValueSource::EnvVariable)
+                )
+            })
+            .map(|a| match a.get_long() {
+                Some(long) => format!("--{long}"),
+                None => a.get_id().to_string(),
+            })
+            .collect()
+    }
+
     /// The processor of `kind` with these arguments' settings.
     ///
     /// # Errors
@@ -835,3 +919,46 @@ impl GenerateArgs {
 }
 
 pub use crate::flags::{flag_for, named_by_flag, FLAGS, NO_FLAG};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list_db(args: &[&str]) -> DlqDbArgs {
+        let cli = Cli::try_parse_from(["taskq", "dlq", "list"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Dlq(DlqCommand::List { db, .. }) => db,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dlq_target_is_pg_from_the_flag_or_the_environment_unless_a_db_is_named() {
+        let env = || Some("postgres://e@h/q".to_string());
+        let pg = |url: &str, from_env| DlqTarget::Pg {
+            url: url.into(),
+            from_env,
+        };
+        assert_eq!(
+            list_db(&["--pg", "postgres://f@h/q"]).target_with(env()),
+            pg("postgres://f@h/q", false)
+        );
+        assert_eq!(
+            list_db(&[]).target_with(env()),
+            pg("postgres://e@h/q", true)
+        );
+        assert_eq!(
+            list_db(&[]).target_with(Some(" ".into())),
+            DlqTarget::Sqlite("taskq.db".into())
+        );
+        assert_eq!(
+            list_db(&["--db", "x.db"]).target_with(env()),
+            DlqTarget::Sqlite("x.db".into())
+        );
+        assert_eq!(
+            list_db(&["--store", "s"]).target_with(env()),
+            DlqTarget::Sqlite("s/taskq.db".into())
+        );
+        assert!(Cli::try_parse_from(["taskq", "dlq", "list", "--pg", "u", "--db", "x"]).is_err());
+    }
+}

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use taskq::{Report, RunStatus};
-use taskq_cli::cli::{Cli, Command, DlqCommand, LogFormat};
+use taskq_cli::cli::{Cli, Command, DlqCommand, DlqRetryArgs, DlqTarget, LogFormat};
 use taskq_cli::dlq::Selection;
 use taskq_cli::runner::ProcessorKind;
 
@@ -55,7 +55,9 @@ fn named_by_flag(err: anyhow::Error) -> anyhow::Error {
 }
 
 fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    // The matches too: `dlq retry` on PostgreSQL asks which flags were given.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.log_format)?;
     match cli.command {
         Command::Run(args) => {
@@ -105,7 +107,12 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             taskq_bench::cli::run(&args, &mut std::io::stdout(), &mut std::io::stderr())
         }
-        Command::Dlq(cmd) => dlq(cmd),
+        Command::Dlq(cmd) => {
+            let retry = matches
+                .subcommand_matches("dlq")
+                .and_then(|m| m.subcommand_matches("retry"));
+            dlq(cmd, retry)
+        }
         Command::Migrate(args) => {
             let (target, r) = taskq_cli::pg::migrate(&args.pg)?;
             let mut out = std::io::stdout().lock();
@@ -247,13 +254,31 @@ fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
-fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+/// `taskq dlq …`: on the PostgreSQL queue ([`dlq_pg`]) or a SQLite
+/// database. `retry` holds the matches of `dlq retry`, when that was the
+/// command.
+fn dlq(cmd: DlqCommand, retry: Option<&clap::ArgMatches>) -> anyhow::Result<ExitCode> {
+    let target = match &cmd {
+        DlqCommand::List { db, .. } | DlqCommand::Purge { db, .. } => db.target(),
+        DlqCommand::Retry(args) => args.db.target(),
+    };
+    if let DlqTarget::Pg { url, from_env } = target {
+        return dlq_pg(cmd, &url, from_env, retry);
+    }
     let mut out = std::io::stdout().lock();
     match cmd {
-        DlqCommand::List { db, key, json } => {
+        DlqCommand::List {
+            db,
+            key,
+            processor,
+            json,
+        } => {
             let db = db.path();
             let selection = key.map_or(Selection::All, Selection::Key);
-            let letters = taskq_cli::dlq::list(&db, &selection)?;
+            let mut letters = taskq_cli::dlq::list(&db, &selection)?;
+            if let Some(p) = processor {
+                letters.retain(|l| l.processor == p.record_name());
+            }
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&letters)?)?;
             } else {
@@ -273,8 +298,19 @@ fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Purge { db, selection } => {
+        DlqCommand::Purge {
+            db,
+            selection,
+            processor,
+        } => {
             let db = db.path();
+            if processor.is_some() {
+                anyhow::bail!(
+                    "--processor selects dead tasks to purge on the PostgreSQL queue (--pg URL) \
+                     only; purge {} by --key or --all; nothing was changed",
+                    db.display()
+                );
+            }
             let n = taskq_cli::dlq::purge(&db, &selection.to_selection())?;
             writeln!(out, "purged {n} dead letter(s) from {}", db.display())?;
             Ok(ExitCode::SUCCESS)
@@ -329,6 +365,110 @@ fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(taskq_cli::runner::exit_code(&report)))
         }
     }
+}
+
+/// `taskq dlq …` on the PostgreSQL queue at `url` (from TASKQ_DATABASE_URL
+/// when `from_env`). `retry` re-queues the dead tasks for the worker nodes
+/// instead of running them here, so it refuses the flags of a local re-drive
+/// (exit 2) before connecting.
+fn dlq_pg(
+    cmd: DlqCommand,
+    url: &str,
+    from_env: bool,
+    retry: Option<&clap::ArgMatches>,
+) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        DlqCommand::List {
+            key,
+            processor,
+            json,
+            ..
+        } => {
+            let processor = processor.map(|p| p.record_name());
+            let (target, dead) = taskq_cli::pg::dlq_list(url, key.as_deref(), processor)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&dead)?)?;
+            } else {
+                writeln!(out, "{} dead task(s) in {target}", dead.len())?;
+                for d in &dead {
+                    writeln!(
+                        out,
+                        "{key}\t{processor}\t{class} {kind}\tattempts {attempts} of {max}\tdied {at}\t{message}",
+                        key = d.idempotency_key,
+                        processor = d.processor,
+                        class = d.error_class.as_deref().unwrap_or("-"),
+                        kind = d.error_kind.as_deref().unwrap_or("-"),
+                        attempts = d.attempts,
+                        max = d.max_attempts,
+                        at = d.finalized_at,
+                        message = d.error.as_deref().unwrap_or(""),
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Purge {
+            selection,
+            processor,
+            ..
+        } => {
+            let processor = processor.map(|p| p.record_name());
+            let (target, n) = taskq_cli::pg::dlq_purge(url, &selection.to_selection(), processor)?;
+            writeln!(
+                out,
+                "purged {n} dead task(s){} from {target}",
+                of_processor(processor)
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Retry(args) => {
+            let given = retry
+                .map(DlqRetryArgs::sqlite_only_flags)
+                .unwrap_or_default();
+            if !given.is_empty() {
+                let (source, hint) = if from_env {
+                    (
+                        "the PostgreSQL queue of TASKQ_DATABASE_URL",
+                        " (pass --db PATH to re-drive a SQLite database here instead)",
+                    )
+                } else {
+                    ("the PostgreSQL queue (--pg)", "")
+                };
+                eprintln!(
+                    "error: `dlq retry` on {source} re-queues the dead tasks for the `taskq \
+                     worker` nodes, which run them with their own settings: {} {} not apply \
+                     there; nothing was changed{hint}",
+                    given.join(", "),
+                    if given.len() == 1 { "does" } else { "do" }
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let processor = args.processor.map(|p| p.record_name());
+            let (target, n) =
+                taskq_cli::pg::dlq_retry(url, &args.selection.to_selection(), processor)?;
+            if n == 0 {
+                writeln!(
+                    out,
+                    "no dead tasks{} to re-queue in {target}",
+                    of_processor(processor)
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "re-queued {n} dead task(s){} into {target}; running `taskq worker` nodes \
+                     will take them",
+                    of_processor(processor)
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// ` of P` when a processor filter was given.
+fn of_processor(processor: Option<&str>) -> String {
+    processor.map(|p| format!(" of {p}")).unwrap_or_default()
 }
 
 /// The processor that made the selected dead letters, checked to be one this

@@ -1,11 +1,14 @@
-//! The PostgreSQL queue commands: `migrate`, `enqueue`, `status`.
+//! The PostgreSQL queue commands: `migrate`, `enqueue`, `status`, and
+//! `dlq list | retry | purge --pg`.
 
 use std::path::Path;
 
 use serde::Serialize;
+use taskq_pg::dlq::DeadTask;
 use taskq_pg::{schema, EnqueueReport, Enqueuer, MigrateReport, PgError, Queue, Status};
 
 use crate::cli::EnqueueArgs;
+use crate::dlq::Selection;
 use crate::input::{open_path, precheck_path, source_name, InputError, Record};
 
 /// Why a queue command failed.
@@ -17,7 +20,8 @@ pub enum PgCommandError {
     /// The task file.
     #[error(transparent)]
     Input(#[from] InputError),
-    /// No queue schema in the database (`status` does not create one).
+    /// No queue schema in the database (`status` and `dlq` do not create
+    /// one).
     #[error("{0}: no taskq queue here yet (run `taskq migrate` or `taskq enqueue` first)")]
     NoQueue(String),
 }
@@ -129,6 +133,18 @@ impl EnqueueOutcome {
 /// The server cannot be reached, the database holds no queue, or its
 /// schema is newer than this build.
 pub fn status(url: &str) -> Result<Status, PgCommandError> {
+    let mut queue = existing(url)?;
+    Ok(taskq_pg::status(&mut queue)?)
+}
+
+/// Connects to a queue that exists, without creating or migrating it:
+/// what the commands that only read or change its rows need.
+///
+/// # Errors
+///
+/// The server cannot be reached, the database holds no queue, or its
+/// schema is newer than this build.
+fn existing(url: &str) -> Result<Queue, PgCommandError> {
     let mut queue = Queue::connect(url)?;
     match schema::version(&mut queue)? {
         0 => Err(PgCommandError::NoQueue(queue.target().to_string())),
@@ -138,6 +154,61 @@ pub fn status(url: &str) -> Result<Status, PgCommandError> {
             supported: taskq_pg::SCHEMA_VERSION,
         }
         .into()),
-        _ => Ok(taskq_pg::status(&mut queue)?),
+        _ => Ok(queue),
     }
+}
+
+fn pg_selection(selection: &Selection) -> taskq_pg::dlq::Selection<'_> {
+    match selection {
+        Selection::Key(k) => taskq_pg::dlq::Selection::Key(k),
+        Selection::All => taskq_pg::dlq::Selection::All,
+    }
+}
+
+/// `taskq dlq list --pg`: the queue's target and its dead tasks (one
+/// key's, when given; of `processor` only, when given).
+///
+/// # Errors
+///
+/// As [`status`].
+pub fn dlq_list(
+    url: &str,
+    key: Option<&str>,
+    processor: Option<&str>,
+) -> Result<(String, Vec<DeadTask>), PgCommandError> {
+    let mut queue = existing(url)?;
+    let dead = taskq_pg::dlq::list(&mut queue, key, processor)?;
+    Ok((queue.target().to_string(), dead))
+}
+
+/// `taskq dlq retry --pg`: re-queues the selected dead tasks for the worker
+/// nodes ([`taskq_pg::dlq::retry`]); the target and how many.
+///
+/// # Errors
+///
+/// As [`status`]; nothing is changed then.
+pub fn dlq_retry(
+    url: &str,
+    selection: &Selection,
+    processor: Option<&str>,
+) -> Result<(String, u64), PgCommandError> {
+    let mut queue = existing(url)?;
+    let n = taskq_pg::dlq::retry(&mut queue, pg_selection(selection), processor)?;
+    Ok((queue.target().to_string(), n))
+}
+
+/// `taskq dlq purge --pg`: deletes the selected dead tasks; the target and
+/// how many.
+///
+/// # Errors
+///
+/// As [`status`]; nothing is changed then.
+pub fn dlq_purge(
+    url: &str,
+    selection: &Selection,
+    processor: Option<&str>,
+) -> Result<(String, u64), PgCommandError> {
+    let mut queue = existing(url)?;
+    let n = taskq_pg::dlq::purge(&mut queue, pg_selection(selection), processor)?;
+    Ok((queue.target().to_string(), n))
 }

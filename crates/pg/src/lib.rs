@@ -21,11 +21,14 @@
 //!   back in batches, beats and rescues.
 //! - [`status`](mod@status): counts by state, the oldest available task's age, the
 //!   nodes and their heartbeats.
+//! - [`dlq`]: the dead-letter queue (the `dead` rows): list, re-queue for
+//!   the nodes, purge.
 //!
 //! The schema (`taskq_tasks`, `taskq_nodes`) is described in [`schema`].
 #![warn(missing_docs)]
 
 mod connect;
+pub mod dlq;
 pub mod enqueue;
 mod error;
 mod link;

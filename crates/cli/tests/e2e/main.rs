@@ -9,6 +9,7 @@ mod dlq_cli;
 mod hostile_input;
 mod parser_props;
 mod pg;
+mod pg_dlq;
 mod pg_faults;
 mod processor_records;
 mod signals;
