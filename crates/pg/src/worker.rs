@@ -11,8 +11,8 @@
 //! - the completer: the engine's observer sends each outcome to it; it
 //!   writes them back in batches (by size or time), fenced on node and
 //!   attempt ([`node::settle`]);
-//! - the keeper: the heartbeat every `heartbeat` interval and a rescue round
-//!   every two. A node whose heartbeat is refused (it was declared dead)
+//! - the keeper: the heartbeat and a rescue round every `heartbeat`
+//!   interval. A node whose heartbeat is refused (it was declared dead)
 //!   registers again under a new id and goes on: the writes of the tasks it
 //!   held under the old id are fenced off (the rescue gave them to others).
 //!
@@ -624,7 +624,7 @@ fn complete(
     }
 }
 
-/// The keeper: heartbeat every `beat`, a rescue round every two. Declared
+/// The keeper: heartbeat and a rescue round every `beat`. Declared
 /// dead (its heartbeat refused), the node registers again under a new id.
 fn keep(
     link: &mut Link,
@@ -636,7 +636,6 @@ fn keep(
     deadline: Duration,
 ) -> Rescued {
     let mut total = Rescued::default();
-    let mut round = 0u64;
     let quit = || state.done();
     while !state.done() {
         let node_now = state.node.load(Ordering::SeqCst);
@@ -673,23 +672,22 @@ fn keep(
                 return total;
             }
         }
-        if round.is_multiple_of(2) {
-            match link.call(&quit, |q| node::rescue(q, after, deadline, 1000)) {
-                Ok(r) => {
-                    total.ran |= r.ran;
-                    total.nodes += r.nodes;
-                    total.requeued += r.requeued;
-                    total.dead += r.dead;
+        // A rescue round every beat: a dead node's tasks are back at most
+        // `after + beat` after its last heartbeat.
+        match link.call(&quit, |q| node::rescue(q, after, deadline, 1000)) {
+            Ok(r) => {
+                total.ran |= r.ran;
+                total.nodes += r.nodes;
+                total.requeued += r.requeued;
+                total.dead += r.dead;
+            }
+            Err(e) => {
+                if !state.done() {
+                    state.fail(e);
                 }
-                Err(e) => {
-                    if !state.done() {
-                        state.fail(e);
-                    }
-                    return total;
-                }
+                return total;
             }
         }
-        round += 1;
         let until = Instant::now() + beat;
         while Instant::now() < until && !state.done() {
             std::thread::sleep(Duration::from_millis(50).min(beat));
