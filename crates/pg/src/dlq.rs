@@ -11,7 +11,9 @@
 //!   nodes wake. Nothing runs here: unlike the SQLite store's re-drive, the
 //!   nodes do the work. `attempt` is never reset (it is the fencing token of
 //!   every later write); instead the row is granted as many attempts again
-//!   as its `max_attempts` allowed: `max_attempts = attempt + max_attempts`.
+//!   as it was enqueued with: `max_attempts = attempt + budget`, the budget
+//!   being its `max_attempts` at its first re-drive (kept in
+//!   `attempts_granted`), so every re-drive grants the same.
 //!   The `last_error_*` columns are kept as history (a later failure
 //!   overwrites them; a later success leaves them, as a success after a
 //!   transient failure does).
@@ -128,13 +130,14 @@ pub fn list(
 /// Re-queues the selected dead tasks (of `processor` only, when given) for
 /// the worker nodes, in one statement: each becomes `available` at
 /// `run_at = now()`, with `finalized_at` cleared and `max_attempts =
-/// attempt + max_attempts` (as many attempts again as it was allowed;
+/// attempt + budget` (as many attempts again as it was enqueued with;
 /// `attempt` keeps growing). `last_error_*` are kept. One notification on
 /// [`CHANNEL`] (payload: `processor`, or empty) wakes idle nodes when
 /// anything was re-queued. Returns how many were.
 ///
-/// A row re-queued again after dying a second time is granted its
-/// `max_attempts` of then, which includes the attempts of the first grant.
+/// The budget is the row's `max_attempts` at its first re-drive, recorded
+/// in `attempts_granted`: a row re-driven again after dying a second time
+/// gets the same grant, not a growing one.
 ///
 /// # Errors
 ///
@@ -154,7 +157,10 @@ pub fn retry(
             "WITH requeued AS (
                  UPDATE taskq_tasks SET
                      state = 'available', run_at = now(), finalized_at = NULL,
-                     max_attempts = least(attempt::bigint + max_attempts, 2147483647)::int
+                     max_attempts = least(
+                         attempt::bigint + coalesce(attempts_granted, max_attempts),
+                         2147483647)::int,
+                     attempts_granted = coalesce(attempts_granted, max_attempts)
                  WHERE state = 'dead'
                    AND ($1::text IS NULL OR idempotency_key = $1)
                    AND ($2::text IS NULL OR processor = $2)

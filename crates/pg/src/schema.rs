@@ -12,7 +12,8 @@
 //!   are the idempotency record (their `leased_at` says when their last
 //!   attempt was claimed, so `leased_at − created_at` is the wait of a task
 //!   that succeeded at its first attempt); dead rows are the dead-letter
-//!   queue (`last_error_*` say why).
+//!   queue (`last_error_*` say why; `attempts_granted`, set at the first
+//!   re-drive, is the attempt budget each re-drive grants again).
 //! - `taskq_nodes`: one row per node process (a new `node_id` per start),
 //!   with its heartbeat.
 //! - `taskq_schema_version`: the versions applied.
@@ -99,10 +100,15 @@ CREATE TABLE taskq_nodes (
     ),
     (
         2,
-        "no index on finalized_at",
-        // Every completion inserted into it (a state change is never a HOT
-        // update); `prune` walks the primary key instead.
-        "DROP INDEX IF EXISTS taskq_tasks_finalized;",
+        "no index on finalized_at; dead rows indexed; attempts granted by a re-drive",
+        // The finalized index: every completion inserted into it (a state
+        // change is never a HOT update); `prune` walks the primary key
+        // instead. The dead index costs only the rows that die. A re-drive
+        // grants the row's first budget again, recorded at its first one.
+        "DROP INDEX IF EXISTS taskq_tasks_finalized;
+         CREATE INDEX taskq_tasks_dead ON taskq_tasks (finalized_at, id) WHERE state = 'dead';
+         ALTER TABLE taskq_tasks ADD COLUMN attempts_granted integer
+             CHECK (attempts_granted >= 1);",
     ),
 ];
 

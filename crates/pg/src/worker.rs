@@ -101,7 +101,7 @@ impl Default for WorkerOptions {
             deadline: Duration::from_secs(3600),
             poll: Duration::from_secs(1),
             batch_size: 512,
-            batch_wait: Duration::from_millis(10),
+            batch_wait: Duration::from_millis(25),
             durability: Durability::Batch,
             give_up_after: Duration::from_secs(300),
             exit_when_empty: false,

@@ -727,6 +727,8 @@ fn a_version_1_queue_is_upgraded_to_version_2() {
     db.client()
         .batch_execute(
             "DELETE FROM taskq_schema_version WHERE version > 1;
+             DROP INDEX taskq_tasks_dead;
+             ALTER TABLE taskq_tasks DROP COLUMN attempts_granted;
              CREATE INDEX taskq_tasks_finalized ON taskq_tasks (finalized_at)
                  WHERE state = 'succeeded';",
         )
@@ -742,5 +744,13 @@ fn a_version_1_queue_is_upgraded_to_version_2() {
         db.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'taskq_tasks_finalized'"),
         0
     );
-    assert_eq!(db.count("SELECT count(*) FROM taskq_tasks"), 5);
+    assert_eq!(
+        db.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'taskq_tasks_dead'"),
+        1
+    );
+    assert_eq!(
+        db.count("SELECT count(attempts_granted) + count(*) FROM taskq_tasks"),
+        5,
+        "a new, empty column"
+    );
 }

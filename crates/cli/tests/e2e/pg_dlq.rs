@@ -486,3 +486,40 @@ fn the_environment_names_the_queue_unless_a_database_flag_is_given() {
         2
     );
 }
+
+/// Every re-drive grants the budget the task was enqueued with, not the
+/// growing `max_attempts` of its last life.
+#[test]
+fn each_re_drive_grants_the_first_budget_again() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = db.url.as_str();
+    enqueue(d, url, 1, &["--max-retries", "1"]);
+    let die = |attempt: i32| {
+        db.client()
+            .execute(
+                "UPDATE taskq_tasks SET state = 'dead', attempt = $1, finalized_at = now(),
+                     last_error_class = 'transient', last_error_kind = 'x', last_error = 'y'",
+                &[&attempt],
+            )
+            .unwrap();
+    };
+    let budget = || -> (i32, Option<i32>) {
+        let r = db
+            .client()
+            .query_one(
+                "SELECT max_attempts, attempts_granted FROM taskq_tasks",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(budget(), (2, None));
+    die(2);
+    ok(&taskq(d, &["dlq", "retry", "--pg", url, "--all"]));
+    assert_eq!(budget(), (4, Some(2)));
+    die(4);
+    ok(&taskq(d, &["dlq", "retry", "--pg", url, "--all"]));
+    assert_eq!(budget(), (6, Some(2)), "two more, not four");
+}
