@@ -120,6 +120,10 @@ pub struct EnqueueArgs {
     /// Tasks per inserted batch (one statement and one transaction each).
     #[arg(long, default_value_t = taskq_pg::enqueue::DEFAULT_BATCH)]
     pub batch_size: usize,
+    /// How each batch is sent: `unnest` (one INSERT of array parameters) or
+    /// `copy` (binary COPY into a staging table, then one INSERT).
+    #[arg(long, value_parser = choice::<taskq_pg::EnqueueMethod>(), default_value = "unnest")]
+    pub method: taskq_pg::EnqueueMethod,
     /// Print the counts as JSON on stdout.
     #[arg(long)]
     pub json: bool,

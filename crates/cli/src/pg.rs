@@ -90,7 +90,8 @@ pub fn enqueue(args: &EnqueueArgs) -> Result<EnqueueOutcome, PgCommandError> {
         processor,
         args.max_retries.saturating_add(1),
         args.batch_size,
-    );
+    )
+    .with_method(args.method);
     for record in reader {
         match record? {
             Record::Task { task, .. } => enqueuer.push(task)?,

@@ -1,14 +1,17 @@
 //! Enqueueing: tasks inserted in batches, deduplicated by the database.
 //!
 //! Each batch is one transaction: one `INSERT … SELECT FROM unnest(…)`
-//! with `ON CONFLICT ON CONSTRAINT taskq_tasks_key DO NOTHING RETURNING`,
-//! then one `pg_notify` (delivered at commit) so that idle nodes wake once
+//! with `ON CONFLICT ON CONSTRAINT taskq_tasks_key DO NOTHING` (or, with
+//! [`EnqueueMethod::Copy`], a binary `COPY` into a temporary staging table
+//! and one `INSERT … SELECT` from it), then one `pg_notify` (delivered at commit) so that idle nodes wake once
 //! per batch, not once per row. A key already in the table (queued, running,
 //! done or dead) or repeated within the batch is not inserted: the inserted
 //! rows returned are the enqueued tasks, the rest are duplicates. The unique
 //! constraint is the only arbiter: concurrent enqueuers of one key wait on
 //! each other's insert, and exactly one row results.
 
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
 use serde::Serialize;
 use taskq::Task;
 
@@ -30,6 +33,41 @@ pub struct EnqueueReport {
     /// Batches committed.
     pub batches: u64,
 }
+
+/// How a batch reaches the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnqueueMethod {
+    /// One `INSERT … SELECT FROM unnest($arrays)`: four array parameters.
+    #[default]
+    Unnest,
+    /// A binary `COPY` into a temporary table, then one `INSERT … SELECT`
+    /// from it (two more statements per batch).
+    Copy,
+}
+
+impl taskq::setting::Choice for EnqueueMethod {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            EnqueueMethod::Unnest,
+            "unnest",
+            "One INSERT … SELECT FROM unnest(arrays) per batch",
+        ),
+        (
+            EnqueueMethod::Copy,
+            "copy",
+            "Binary COPY into a staging table, then one INSERT … SELECT per batch",
+        ),
+    ];
+}
+
+const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS taskq_stage
+        (k text, i text, ik text, s text) ON COMMIT DELETE ROWS";
+
+const INSERT_STAGED: &str = "INSERT INTO taskq_tasks
+        (processor, idempotency_key, task_id, image_key, size, max_attempts)
+    SELECT $1, k, i, ik, s, $2 FROM taskq_stage
+    ON CONFLICT ON CONSTRAINT taskq_tasks_key DO NOTHING";
 
 const INSERT: &str = "INSERT INTO taskq_tasks
         (processor, idempotency_key, task_id, image_key, size, max_attempts)
@@ -62,6 +100,7 @@ pub struct Enqueuer<'q> {
     ids: Vec<String>,
     image_keys: Vec<String>,
     sizes: Vec<String>,
+    method: EnqueueMethod,
     report: EnqueueReport,
 }
 
@@ -83,8 +122,15 @@ impl<'q> Enqueuer<'q> {
             ids: Vec::with_capacity(room),
             image_keys: Vec::with_capacity(room),
             sizes: Vec::with_capacity(room),
+            method: EnqueueMethod::default(),
             report: EnqueueReport::default(),
         }
+    }
+
+    /// Sends batches with `method` ([`EnqueueMethod::Unnest`] unless told).
+    pub fn with_method(mut self, method: EnqueueMethod) -> Self {
+        self.method = method;
+        self
     }
 
     /// Adds `task`; commits a batch when one is full.
@@ -121,8 +167,8 @@ impl<'q> Enqueuer<'q> {
             .client()
             .transaction()
             .map_err(PgError::query(what.clone()))?;
-        let inserted = tx
-            .execute(
+        let inserted = match self.method {
+            EnqueueMethod::Unnest => tx.execute(
                 INSERT,
                 &[
                     &self.processor,
@@ -132,15 +178,38 @@ impl<'q> Enqueuer<'q> {
                     &self.image_keys,
                     &self.sizes,
                 ],
-            )
-            .map_err(PgError::query(what.clone()))?;
+            ),
+            EnqueueMethod::Copy => (|| {
+                tx.batch_execute(STAGE)?;
+                let sink =
+                    tx.copy_in("COPY taskq_stage (k, i, ik, s) FROM STDIN (FORMAT binary)")?;
+                let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT; 4]);
+                for j in 0..self.keys.len() {
+                    w.write(&[
+                        &self.keys[j],
+                        &self.ids[j],
+                        &self.image_keys[j],
+                        &self.sizes[j],
+                    ])?;
+                }
+                w.finish()?;
+                tx.execute(INSERT_STAGED, &[&self.processor, &self.max_attempts])
+            })(),
+        }
+        .map_err(PgError::query(what.clone()))?;
         if inserted > 0 {
             tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &self.processor])
                 .map_err(PgError::query(what.clone()))?;
         }
         tx.commit().map_err(PgError::query(what))?;
-        // BEGIN, INSERT, NOTIFY (when something was new), COMMIT.
-        self.queue.count(3 + u64::from(inserted > 0));
+        // BEGIN, (CREATE TEMP, COPY,) INSERT, NOTIFY (when something was
+        // new), COMMIT.
+        let staged = if self.method == EnqueueMethod::Copy {
+            2
+        } else {
+            0
+        };
+        self.queue.count(3 + staged + u64::from(inserted > 0));
         self.report.enqueued += inserted;
         self.report.duplicates += n - inserted;
         self.report.batches += 1;

@@ -38,7 +38,7 @@ pub mod status;
 pub mod worker;
 
 pub use connect::{describe_url, Queue};
-pub use enqueue::{EnqueueReport, Enqueuer};
+pub use enqueue::{EnqueueMethod, EnqueueReport, Enqueuer};
 pub use error::PgError;
 pub use schema::{migrate, MigrateReport, SCHEMA_VERSION};
 pub use status::{status, Status};

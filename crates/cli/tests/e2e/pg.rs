@@ -754,3 +754,51 @@ fn a_version_1_queue_is_upgraded_to_version_2() {
         "a new, empty column"
     );
 }
+
+/// `--method copy` (binary COPY into a staging table) enqueues and
+/// deduplicates exactly as the default: within the file, across batches,
+/// and against what the queue holds.
+#[test]
+fn enqueue_by_copy_deduplicates_as_unnest_does() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tasks(&d.join("t.ndjson"), 50, 30);
+    let args = [
+        "enqueue",
+        "--pg",
+        &db.url,
+        "--tasks",
+        "t.ndjson",
+        "--method",
+        "copy",
+        "--batch-size",
+        "7",
+        "--json",
+    ];
+    let o = taskq(d, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["enqueued"].as_u64(), v["duplicates"].as_u64()),
+        (Some(30), Some(20))
+    );
+    assert_eq!(
+        db.count("SELECT count(DISTINCT idempotency_key) FROM taskq_tasks"),
+        30
+    );
+    let o = taskq(d, &args);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["enqueued"].as_u64(), v["duplicates"].as_u64()),
+        (Some(0), Some(50))
+    );
+    let o = taskq(
+        d,
+        &[
+            "enqueue", "--pg", &db.url, "--tasks", "t.ndjson", "--method", "bulk",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("unnest"), "{}", text(&o.stderr));
+}
