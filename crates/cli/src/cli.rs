@@ -192,6 +192,11 @@ pub struct WorkerArgs {
     /// (the node reconnects with backoff until then).
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
     pub give_up_after: f64,
+    /// Vacuum the tasks table once it holds this many dead row versions
+    /// (one node at a time; 0: leave it to autovacuum). Every claim and
+    /// completion leaves one, and claiming slows down as they pile up.
+    #[arg(long, default_value_t = 500_000, value_name = "ROWS")]
+    pub vacuum_after: u64,
     /// Write the node's JSON report here when it stops.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
@@ -256,6 +261,7 @@ impl WorkerArgs {
             deadline,
             durability: self.durability,
             give_up_after,
+            vacuum_after: self.vacuum_after,
             exit_when_empty: self.exit_when_empty,
             ..taskq_pg::worker::WorkerOptions::default()
         };

@@ -30,6 +30,10 @@ use crate::{PgError, Queue, CHANNEL};
 /// The advisory lock key of the rescue (a fixed, taskq-specific number).
 pub const RESCUE_LOCK: i64 = 0x7461_736b_715f_7263; // "taskq_rc"
 
+/// The advisory lock key a node holds while it vacuums the tasks table
+/// (one vacuum at a time across the nodes).
+pub const VACUUM_LOCK: i64 = 0x7461_736b_715f_7663; // "taskq_vc"
+
 /// A task claimed by this node.
 #[derive(Clone, Debug)]
 pub struct Claimed {
@@ -537,4 +541,57 @@ pub fn prune(queue: &mut Queue, older_than: Duration, batch: usize) -> Result<u6
             _ => return Ok(total),
         }
     }
+}
+
+/// Vacuums the tasks table when it holds at least `threshold` dead row
+/// versions (`pg_stat_user_tables.n_dead_tup`) and no other node is
+/// vacuuming it (a session advisory lock, [`VACUUM_LOCK`]); a vacuum that
+/// autovacuum already runs is skipped (`SKIP_LOCKED`). Returns the dead rows
+/// found when it vacuumed, `None` otherwise.
+///
+/// Every claim and every completion leaves a dead row version, and the
+/// claim's index scan steps over those at the head of the queue until a
+/// vacuum removes them: on a server with autovacuum off, or with a churn
+/// faster than autovacuum's once-a-minute visit, claiming slows down as
+/// they pile up (measured in PERF.md). A vacuum runs for seconds on a large
+/// table; it blocks no claim or completion.
+///
+/// # Errors
+///
+/// [`PgError::Query`] when a statement fails (a vacuum cancelled at a
+/// stop, among others).
+pub fn vacuum_if_needed(queue: &mut Queue, threshold: u64) -> Result<Option<u64>, PgError> {
+    let err = queue.err("cannot vacuum the tasks table");
+    queue.count(1);
+    let dead: i64 = queue
+        .client()
+        .query_one(
+            "SELECT coalesce((SELECT n_dead_tup FROM pg_stat_user_tables
+                              WHERE relid = 'taskq_tasks'::regclass), 0)",
+            &[],
+        )
+        .and_then(|r| r.try_get(0))
+        .map_err(err)?;
+    if (dead.max(0) as u64) < threshold.max(1) {
+        return Ok(None);
+    }
+    let err = queue.err("cannot vacuum the tasks table");
+    queue.count(1);
+    let got: bool = queue
+        .client()
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&VACUUM_LOCK])
+        .and_then(|r| r.try_get(0))
+        .map_err(err)?;
+    if !got {
+        return Ok(None);
+    }
+    queue.count(2);
+    let done = queue
+        .client()
+        .batch_execute("VACUUM (SKIP_LOCKED) taskq_tasks");
+    let _ = queue
+        .client()
+        .execute("SELECT pg_advisory_unlock($1)", &[&VACUUM_LOCK]);
+    done.map_err(queue.err("cannot vacuum the tasks table"))?;
+    Ok(Some(dead as u64))
 }

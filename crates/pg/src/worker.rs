@@ -12,7 +12,10 @@
 //!   writes them back in batches (by size or time), fenced on node and
 //!   attempt ([`node::settle`]);
 //! - the keeper: the heartbeat and a rescue round every `heartbeat`
-//!   interval. A node whose heartbeat is refused (it was declared dead)
+//!   interval;
+//! - the janitor: vacuums the tasks table when it holds `vacuum_after`
+//!   dead row versions (one node at a time), so that claiming does not slow
+//!   down where autovacuum is off or too slow for the churn. A node whose heartbeat is refused (it was declared dead)
 //!   registers again under a new id and goes on: the writes of the tasks it
 //!   held under the old id are fenced off (the rescue gave them to others).
 //!
@@ -87,6 +90,9 @@ pub struct WorkerOptions {
     pub durability: Durability,
     /// A node that cannot reach the server this long stops with the error.
     pub give_up_after: Duration,
+    /// Vacuum the tasks table once it holds this many dead row versions
+    /// (one node at a time; 0: never). See [`node::vacuum_if_needed`].
+    pub vacuum_after: u64,
     /// Stop once nothing is available or running for this processor.
     pub exit_when_empty: bool,
 }
@@ -104,6 +110,7 @@ impl Default for WorkerOptions {
             batch_wait: Duration::from_millis(25),
             durability: Durability::Batch,
             give_up_after: Duration::from_secs(300),
+            vacuum_after: 500_000,
             exit_when_empty: false,
         }
     }
@@ -133,6 +140,8 @@ pub struct WorkerReport {
     pub declared_dead: u64,
     /// Connections lost and made again, all threads together.
     pub reconnects: u64,
+    /// Vacuums of the tasks table this node ran.
+    pub vacuums: u64,
     /// Statements the node sent (claims, write-backs, heartbeats, rescue
     /// rounds; `BEGIN`/`COMMIT` included).
     pub statements: u64,
@@ -213,6 +222,8 @@ struct State {
     first_error: Mutex<Option<PgError>>,
     declared_dead: AtomicU64,
     node_ids: Mutex<Vec<i64>>,
+    /// Cancels the janitor's vacuum at a stop.
+    vacuum_cancel: Mutex<Option<postgres::CancelToken>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -295,6 +306,7 @@ pub fn run(
     };
     let mut completer_link = open("completer", synchronous_commit(synchronous))?;
     let mut keeper_link = open("keeper", synchronous_commit("off"))?;
+    let mut janitor_link = open("janitor", Box::new(|_| Ok(())))?;
     let mut listener = open(
         "listener",
         Box::new(|q: &mut Queue| {
@@ -315,6 +327,7 @@ pub fn run(
         first_error: Mutex::new(None),
         declared_dead: AtomicU64::new(0),
         node_ids: Mutex::new(vec![node_id]),
+        vacuum_cancel: Mutex::new(None),
     });
     let (tx, rx) = channel();
     let engine_config = EngineConfig {
@@ -391,6 +404,18 @@ pub fn run(
         spawn(
             "listener",
             Box::new(move || listen(&mut listener, &state, poll)),
+        )?
+    };
+    let (swept_tx, swept_rx) = channel();
+    let janitor = {
+        let state = state.clone();
+        let (every, after) = (options.heartbeat, options.vacuum_after);
+        spawn(
+            "janitor",
+            Box::new(move || {
+                let n = sweep(&mut janitor_link, &state, every, after);
+                let _ = swept_tx.send((n, janitor_link.queue().statements()));
+            }),
         )?
     };
 
@@ -473,9 +498,14 @@ pub fn run(
     let report = engine.shutdown();
     state.done.store(true, Ordering::SeqCst);
     state.wake();
+    if let Some(token) = lock(&state.vacuum_cancel).take() {
+        let _ = token.cancel_query(postgres::NoTls);
+    }
     let _ = completer.join();
     let _ = keeper.join();
     let _ = listen.join();
+    let _ = janitor.join();
+    let (vacuums, janitor_statements) = swept_rx.recv().unwrap_or_default();
     let ((settled, back), completer_statements) = done_rx.recv().unwrap_or_default();
     let (rescued, keeper_statements) = kept_rx.recv().unwrap_or_default();
     handed_back += back;
@@ -503,7 +533,11 @@ pub fn run(
         rescued,
         declared_dead: state.declared_dead.load(Ordering::SeqCst),
         reconnects: reconnects.load(Ordering::SeqCst),
-        statements: claimer.queue().statements() + completer_statements + keeper_statements,
+        vacuums,
+        statements: claimer.queue().statements()
+            + completer_statements
+            + keeper_statements
+            + janitor_statements,
         engine: report,
     })
 }
@@ -541,6 +575,36 @@ fn listen(link: &mut Link, state: &State, poll: Duration) {
             }
         }
     }
+}
+
+/// The janitor: every `every`, vacuums the tasks table when it holds
+/// `after` dead row versions (0: never). Returns the vacuums it ran.
+fn sweep(link: &mut Link, state: &State, every: Duration, after: u64) -> u64 {
+    let mut vacuums = 0;
+    if after == 0 {
+        return 0;
+    }
+    while !state.done() {
+        *lock(&state.vacuum_cancel) = Some(link.queue().client().cancel_token());
+        match link.call(&|| state.done(), |q| node::vacuum_if_needed(q, after)) {
+            Ok(Some(dead)) => {
+                vacuums += 1;
+                tracing::debug!(dead, "vacuumed the tasks table");
+            }
+            Ok(None) => {}
+            // A vacuum cancelled at the stop, or refused: not the node's end.
+            Err(e) => {
+                if !state.done() {
+                    tracing::warn!(error = %e, "vacuum failed");
+                }
+            }
+        }
+        let until = Instant::now() + every;
+        while Instant::now() < until && !state.done() {
+            std::thread::sleep(Duration::from_millis(50).min(every));
+        }
+    }
+    vacuums
 }
 
 /// Writes one batch: grouped by the node id each task was claimed under

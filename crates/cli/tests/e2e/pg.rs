@@ -802,3 +802,35 @@ fn enqueue_by_copy_deduplicates_as_unnest_does() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("unnest"), "{}", text(&o.stderr));
 }
+
+/// A node vacuums the tasks table once it holds `--vacuum-after` dead row
+/// versions, and never with 0.
+#[test]
+fn a_node_vacuums_the_tasks_table_past_its_threshold() {
+    let (db, dir) = enqueued(3000, 3000, &[]);
+    let d = dir.path();
+    let run = |after: &str, report: &str| {
+        let o = worker(d, &db.url, &["--workers", "2", "--latency-ms", "2"])
+            .args(["--exit-when-empty", "--vacuum-after", after])
+            .args(["--report", report])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join(report)).unwrap()).unwrap();
+        r["vacuums"].as_u64().unwrap()
+    };
+    assert!(
+        run("100", "a.json") >= 1,
+        "3000 claims and completions leave 6000 dead rows"
+    );
+    let vacuumed =
+        db.count("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'taskq_tasks'");
+    assert!(vacuumed >= 1, "the server counted {vacuumed} vacuums");
+    assert_eq!(
+        db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'succeeded'"),
+        3000
+    );
+    // Nothing to do, and 0 turns it off.
+    assert_eq!(run("0", "b.json"), 0);
+}

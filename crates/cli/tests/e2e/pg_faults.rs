@@ -135,7 +135,7 @@ fn a_node_whose_connections_the_server_terminates_reconnects() {
         wait_until("the node to finish some tasks", || {
             db.count("SELECT count(*) FROM taskq_tasks WHERE state = 'succeeded'") >= at
         });
-        assert_eq!(terminate(), 4, "the node's four connections");
+        assert_eq!(terminate(), 5, "the node's five connections");
     }
     let o = a.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
