@@ -100,20 +100,12 @@ CREATE TABLE taskq_nodes (
     ),
     (
         2,
-        "no index on finalized_at; dead rows indexed; attempts granted by a re-drive; keys compared as bytes",
+        "no index on finalized_at; dead rows indexed; attempts granted by a re-drive",
         // The finalized index: every completion inserted into it (a state
         // change is never a HOT update); `prune` walks the primary key
         // instead. The dead index costs only the rows that die. A re-drive
         // grants the row's first budget again, recorded at its first one.
-        // Keys and processor names are identifiers, compared byte by byte
-        // (`COLLATE "C"`): every claim and completion inserts into the
-        // unique index, and a locale's collation made those comparisons
-        // (and the server's claim-and-complete time) about a sixth dearer.
-        // The column change rebuilds the indexes on them, not the table.
-        "ALTER TABLE taskq_tasks
-             ALTER COLUMN processor TYPE text COLLATE \"C\",
-             ALTER COLUMN idempotency_key TYPE text COLLATE \"C\";
-         DROP INDEX IF EXISTS taskq_tasks_finalized;
+        "DROP INDEX IF EXISTS taskq_tasks_finalized;
          CREATE INDEX taskq_tasks_dead ON taskq_tasks (finalized_at, id) WHERE state = 'dead';
          ALTER TABLE taskq_tasks ADD COLUMN attempts_granted integer
              CHECK (attempts_granted >= 1);",
