@@ -281,8 +281,16 @@ pub fn settle(
             .client()
             .execute(SUCCEEDED, &[&node, &ok_ids, &ok_attempts])
             .map_err(err)?;
-        done.succeeded += n;
-        done.fenced += ok_ids.len() as u64 - n;
+        let mut already = 0;
+        if n < ok_ids.len() as u64 {
+            queue.count(1);
+            let err = queue.err("cannot write task outcomes");
+            already = succeeded_already(queue.client(), &ok_ids, &ok_attempts)
+                .map_err(err)?
+                .saturating_sub(n);
+        }
+        done.succeeded += n + already;
+        done.fenced += ok_ids.len() as u64 - n - already;
         return Ok(done);
     }
     // BEGIN, one UPDATE per kind of outcome, a NOTIFY for retries, COMMIT.
@@ -298,8 +306,13 @@ pub fn settle(
     let result = (|| {
         if !ok_ids.is_empty() {
             let n = tx.execute(SUCCEEDED, &[&node, &ok_ids, &ok_attempts])?;
-            done.succeeded += n;
-            done.fenced += ok_ids.len() as u64 - n;
+            let already = if n < ok_ids.len() as u64 {
+                succeeded_already(&mut tx, &ok_ids, &ok_attempts)?.saturating_sub(n)
+            } else {
+                0
+            };
+            done.succeeded += n + already;
+            done.fenced += ok_ids.len() as u64 - n - already;
         }
         if !f_ids.is_empty() {
             let rows = tx.query(
@@ -346,6 +359,31 @@ pub fn settle(
     })();
     result.and_then(|()| tx.commit()).map_err(err)?;
     Ok(done)
+}
+
+/// How many of `(ids, attempts)` are succeeded at exactly that attempt.
+///
+/// A success the node writes again after a lost connection (its first
+/// commit went through, the answer did not) matches no running row; it is
+/// still this node's: an attempt number belongs to one claim (a rescue keeps
+/// it, the next claim adds one), so a row succeeded at the attempt this node
+/// held was completed by this node. Such rows count as succeeded, not as
+/// fenced.
+fn succeeded_already(
+    client: &mut impl postgres::GenericClient,
+    ids: &[i64],
+    attempts: &[i32],
+) -> Result<u64, postgres::Error> {
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM taskq_tasks t
+             JOIN unnest($1::bigint[], $2::int[]) AS i(id, attempt)
+               ON t.id = i.id AND t.attempt = i.attempt
+             WHERE t.state = 'succeeded'",
+            &[&ids, &attempts],
+        )?
+        .get(0);
+    Ok(n.max(0) as u64)
 }
 
 /// Gives back tasks this node claimed and did not start (at SIGTERM): they
