@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::input::{InputFormat, ReaderOptions};
 use crate::runner::{ProcessorKind, RunConfig};
+use crate::store::StoreLocation;
 use taskq::config::EngineConfig;
 use taskq::error::Error;
 use taskq::idempotency::{Durability, StoreConfig};
@@ -149,9 +150,11 @@ pub struct WorkerArgs {
     /// The processor whose tasks this node claims.
     #[arg(long, value_enum, default_value_t = ProcessorKind::Simulated)]
     pub processor: ProcessorKind,
-    /// The object store's root directory (`--processor thumbnail`).
-    #[arg(long = "store", value_name = "DIR")]
-    pub object_store: Option<PathBuf>,
+    /// The object store (`--processor thumbnail`): a directory, or
+    /// `s3://BUCKET/PREFIX` (settings from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP).
+    #[arg(long = "store", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub object_store: Option<StoreLocation>,
     /// Worker threads.
     #[arg(long, default_value_t = 8)]
     pub workers: usize,
@@ -327,9 +330,10 @@ pub struct StatusArgs {
 /// `taskq seed-images`.
 #[derive(Debug, Args)]
 pub struct SeedImagesArgs {
-    /// The object store's root directory (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub store: PathBuf,
+    /// The object store: a directory (created if missing), or
+    /// `s3://BUCKET/PREFIX` (the bucket must exist).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub store: StoreLocation,
     /// How many images (every 4th is a PNG, the rest JPEGs).
     #[arg(long)]
     pub count: u64,
@@ -408,10 +412,11 @@ pub struct DlqDbArgs {
     /// The database [default: taskq.db; with --store DIR: DIR/taskq.db].
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
-    /// An object store: its database is DIR/taskq.db (as for `run`), and
-    /// `retry` reads and writes the thumbnail processor's images there.
-    #[arg(long = "store", value_name = "DIR")]
-    pub object_store: Option<PathBuf>,
+    /// An object store: `retry` reads and writes the thumbnail processor's
+    /// images there. A directory's database is DIR/taskq.db (as for `run`);
+    /// with `s3://BUCKET/PREFIX`, --db names the database.
+    #[arg(long = "store", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub object_store: Option<StoreLocation>,
     /// The PostgreSQL queue instead: `postgres://USER@HOST:PORT/DATABASE`
     /// (or key=value pairs). Without --pg, --db or --store,
     /// TASKQ_DATABASE_URL is used when set.
@@ -441,11 +446,15 @@ pub enum DlqTarget {
 
 impl DlqDbArgs {
     /// The database file these arguments name.
-    pub fn path(&self) -> PathBuf {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an S3 store without `--db`.
+    pub fn path(&self) -> Result<PathBuf, Error> {
         match (&self.db, &self.object_store) {
-            (Some(db), _) => db.clone(),
-            (None, Some(store)) => store.join("taskq.db"),
-            (None, None) => PathBuf::from("taskq.db"),
+            (Some(db), _) => Ok(db.clone()),
+            (None, Some(store)) => store.default_db(),
+            (None, None) => Ok(PathBuf::from("taskq.db")),
         }
     }
 
@@ -469,7 +478,9 @@ impl DlqDbArgs {
                 url,
                 from_env: true,
             },
-            _ => DlqTarget::Sqlite(self.path()),
+            // An S3 store without --db names no file: `path` says so when
+            // the command reads the database.
+            _ => DlqTarget::Sqlite(self.path().unwrap_or_default()),
         }
     }
 }
@@ -589,7 +600,7 @@ impl DlqRetryArgs {
         Ok(EngineConfig {
             workers: self.workers,
             capacity: self.capacity,
-            store: Some(StoreConfig::new(self.db.path())),
+            store: Some(StoreConfig::new(self.db.path()?)),
             retry: RetryPolicy {
                 max_retries: self.retry.max_retries,
                 backoff_base_ms: self.retry.backoff_base_ms,
@@ -642,14 +653,17 @@ impl From<FormatArg> for InputFormat {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Task file: a JSON array of tasks or NDJSON (one per line); `-` reads
-    /// stdin. Default with `--store DIR`: `DIR/tasks.json`.
+    /// stdin. Default with `--store`: the store's `tasks.json`.
     #[arg(long, value_name = "FILE", required_unless_present = "object_store")]
     pub tasks: Option<PathBuf>,
-    /// The object store's root directory: where `--processor thumbnail` reads
-    /// sources and writes `variants/{WxH}/{image_key}`.
-    #[arg(long = "store", value_name = "DIR")]
-    pub object_store: Option<PathBuf>,
-    /// If `DIR/tasks.json` (`--store DIR`) does not exist yet, first write N sample images
+    /// The object store, where `--processor thumbnail` reads sources and
+    /// writes `variants/{WxH}/{image_key}`: a directory, or
+    /// `s3://BUCKET/PREFIX` (settings from AWS_ENDPOINT_URL,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP;
+    /// the run's records stay in the local --db).
+    #[arg(long = "store", value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub object_store: Option<StoreLocation>,
+    /// If the store's `tasks.json` does not exist yet, first write N sample images
     /// (1024x768) and that task file into the store.
     #[arg(
         long,
@@ -827,22 +841,25 @@ impl RunArgs {
     /// [`Error::Config`] for a setting that cannot even be converted.
     pub fn to_config(&self) -> Result<RunConfig, Error> {
         let shutdown_timeout_ms = shutdown_timeout_ms(self.retry.shutdown_timeout)?;
-        let tasks = match (&self.tasks, &self.object_store) {
-            (Some(t), _) => t.clone(),
-            (None, Some(store)) => store.join(taskq_thumbnail::samples::TASKS_KEY),
+        let tasks_key = taskq_thumbnail::samples::TASKS_KEY;
+        let (tasks, tasks_in_store) = match (&self.tasks, &self.object_store) {
+            (Some(t), _) => (t.clone(), false),
+            (None, Some(StoreLocation::Dir(store))) => (store.join(tasks_key), false),
+            (None, Some(StoreLocation::S3(_))) => (PathBuf::from(tasks_key), true),
             (None, None) => {
                 return Err(Error::config(
                     setting::TASKS,
-                    "a task file is needed (or --store DIR, to read <DIR>/tasks.json)",
+                    "a task file is needed (or --store, to read the store's tasks.json)",
                 ))
             }
         };
         // A store keeps its own records: keys like `img/000001.jpg:200x200`
         // recorded by another job in ./taskq.db must not count as done here.
+        // An S3 store keeps images only: its records' file is named.
         let db = match (&self.store.db, &self.object_store) {
             (Some(db), _) => db.clone(),
-            (None, Some(store)) => store.join("taskq.db"),
-            (None, None) => PathBuf::from("taskq.db"),
+            (None, Some(store)) if !self.store.no_db => store.default_db()?,
+            (None, _) => PathBuf::from("taskq.db"),
         };
         Ok(RunConfig {
             tasks,
@@ -879,6 +896,7 @@ impl RunArgs {
             progress: !self.no_progress,
             done_log: self.done_log.clone(),
             object_store: self.object_store.clone(),
+            tasks_in_store,
             seed_images: self.seed_images,
         })
     }

@@ -1,8 +1,8 @@
 //! The `taskq` command line, as a library so that its end-to-end tests and
 //! the fuzz target reach its parts: [`cli`] (the arguments), [`flags`] (each
 //! setting's flag), [`input`] (the streaming task-file reader), [`runner`]
-//! (a run of a task file, from settings to report) and [`dlq`] (the
-//! dead-letter commands). The binary is `crates/cli/src/main.rs`.
+//! (a run of a task file, from settings to report), [`store`] (`--store`: a
+//! directory or an S3 bucket) and [`dlq`] (the dead-letter commands). The binary is `crates/cli/src/main.rs`.
 #![warn(missing_docs)]
 
 pub mod cli;
@@ -11,3 +11,4 @@ pub mod flags;
 pub mod input;
 pub mod pg;
 pub mod runner;
+pub mod store;

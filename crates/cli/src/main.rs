@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
 use taskq::{Report, RunStatus};
 use taskq_cli::cli::{Cli, Command, DlqCommand, DlqRetryArgs, DlqTarget, LogFormat};
+use taskq_cli::store::StoreLocation;
 use taskq_cli::dlq::Selection;
 use taskq_cli::runner::ProcessorKind;
 
@@ -236,18 +237,26 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::SeedImages(args) => {
             let options = args.to_options();
             options.validate()?;
-            let mut store = taskq_thumbnail::object_store::LocalStore::create(&args.store)?;
-            store.lock()?;
-            let s = taskq_thumbnail::samples::seed_images(&store, &options)?;
+            let (s, tasks) = match &args.store {
+                StoreLocation::Dir(dir) => {
+                    let mut store = taskq_thumbnail::object_store::LocalStore::create(dir)?;
+                    store.lock()?;
+                    let s = taskq_thumbnail::samples::seed_images(&store, &options)?;
+                    let tasks = dir.join(taskq_thumbnail::samples::TASKS_KEY);
+                    (s, tasks.display().to_string())
+                }
+                StoreLocation::S3(location) => {
+                    let store = StoreLocation::open_s3(location)?;
+                    let s = taskq_thumbnail::samples::seed_images(&store, &options)?;
+                    (s, location.url_of(taskq_thumbnail::samples::TASKS_KEY))
+                }
+            };
             writeln!(
                 std::io::stdout().lock(),
-                "wrote {} images ({:.1} MiB) and {} tasks to {}",
+                "wrote {} images ({:.1} MiB) and {} tasks to {tasks}",
                 s.images,
                 s.bytes as f64 / (1024.0 * 1024.0),
                 s.tasks,
-                args.store
-                    .join(taskq_thumbnail::samples::TASKS_KEY)
-                    .display()
             )?;
             Ok(ExitCode::SUCCESS)
         }
@@ -273,7 +282,7 @@ fn dlq(cmd: DlqCommand, retry: Option<&clap::ArgMatches>) -> anyhow::Result<Exit
             processor,
             json,
         } => {
-            let db = db.path();
+            let db = db.path()?;
             let selection = key.map_or(Selection::All, Selection::Key);
             let mut letters = taskq_cli::dlq::list(&db, &selection)?;
             if let Some(p) = processor {
@@ -303,7 +312,7 @@ fn dlq(cmd: DlqCommand, retry: Option<&clap::ArgMatches>) -> anyhow::Result<Exit
             selection,
             processor,
         } => {
-            let db = db.path();
+            let db = db.path()?;
             if processor.is_some() {
                 anyhow::bail!(
                     "--processor selects dead tasks to purge on the PostgreSQL queue (--pg URL) \
@@ -316,7 +325,7 @@ fn dlq(cmd: DlqCommand, retry: Option<&clap::ArgMatches>) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Retry(args) => {
-            let db = args.db.path();
+            let db = args.db.path()?;
             let selection = args.selection.to_selection();
             let config = args.to_config()?;
             // Every check comes before anything is written: a dead letter is
@@ -506,8 +515,8 @@ fn retry_kind(
     };
     if kind == ProcessorKind::Thumbnail && !has_store {
         anyhow::bail!(
-            "{n} dead letter(s) in {db} were made by {name}: retrying them needs --store DIR, the \
-             object store holding their images; nothing was changed"
+            "{n} dead letter(s) in {db} were made by {name}: retrying them needs --store DIR or \
+             --store s3://BUCKET/PREFIX, the object store holding their images; nothing was changed"
         );
     }
     Ok(Some(kind))

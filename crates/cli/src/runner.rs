@@ -28,7 +28,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::input::InputError;
-use crate::input::{open_path, precheck_path, InputFormat, ReaderOptions, Record};
+use crate::input::{open_path_as, precheck_path_as, source_name, InputFormat, ReaderOptions, Record};
+use crate::store::{download, StoreLocation};
 use taskq::config::EngineConfig;
 use taskq::engine::{Engine, Observer, Outcome, ProgressHandle, SubmitError, Submitter};
 use taskq::error::Error;
@@ -36,8 +37,8 @@ use taskq::metrics::{Report, RunStatus};
 use taskq::processor::{CpuHash, Noop, Processor, Simulated, SimulatedConfig};
 use taskq::setting;
 use taskq::task::Task;
-use taskq_thumbnail::object_store::LocalStore;
-use taskq_thumbnail::samples::{seed_images, SampleOptions};
+use taskq_thumbnail::object_store::{LocalStore, S3Store};
+use taskq_thumbnail::samples::{seed_images, SampleOptions, TASKS_KEY};
 use taskq_thumbnail::thumbnail::Thumbnail;
 use taskq_thumbnail::thumbnail::VARIANTS_PREFIX;
 
@@ -117,9 +118,13 @@ pub struct RunConfig {
     pub progress: bool,
     /// Append `key<TAB>outcome` for every task as it is reported done.
     pub done_log: Option<PathBuf>,
-    /// The object store's root directory (the thumbnail processor's sources
-    /// and variants).
-    pub object_store: Option<PathBuf>,
+    /// The object store (the thumbnail processor's sources and variants): a
+    /// directory or an S3 bucket and prefix.
+    pub object_store: Option<StoreLocation>,
+    /// The task file is the S3 store's `tasks.json` (`tasks` is then
+    /// ignored): it is copied to a temporary file before the run, and named
+    /// `s3://BUCKET/PREFIX/tasks.json` in errors.
+    pub tasks_in_store: bool,
     /// When `tasks` does not exist yet, first write this many sample images
     /// and their task file into the object store.
     pub seed_images: Option<u64>,
@@ -140,6 +145,7 @@ impl RunConfig {
             progress: false,
             done_log: None,
             object_store: None,
+            tasks_in_store: false,
             seed_images: None,
         }
     }
@@ -162,7 +168,8 @@ impl RunConfig {
             (ProcessorKind::Thumbnail, None) => {
                 return Err(Error::config(
                     setting::OBJECT_STORE,
-                    "the thumbnail processor needs --store DIR, the object store's root",
+                    "the thumbnail processor needs --store DIR or --store s3://BUCKET/PREFIX, \
+                     the object store holding its images",
                 ))
             }
             (ProcessorKind::Thumbnail, Some(_)) => {}
@@ -178,7 +185,13 @@ impl RunConfig {
             (_, None) => {}
         }
         if self.seed_images.is_some() && self.object_store.is_none() {
-            return Err(Error::config(setting::SEED_IMAGES, "needs --store DIR"));
+            return Err(Error::config(setting::SEED_IMAGES, "needs --store"));
+        }
+        if self.tasks_in_store && !matches!(self.object_store, Some(StoreLocation::S3(_))) {
+            return Err(Error::config(
+                setting::TASKS,
+                "only an S3 store (--store s3://…) holds the task file read from the store",
+            ));
         }
         if let Some(n) = self.seed_images {
             SampleOptions::new(n).validate().map_err(|_| {
@@ -224,17 +237,36 @@ impl RunConfig {
 /// another run holds the object store, [`Error::Io`] when the effects log or
 /// the object store cannot be opened.
 pub fn build_processor(config: &RunConfig) -> Result<Arc<dyn Processor>, Error> {
+    build_processor_with(config, None)
+}
+
+/// As [`build_processor`], over `s3` when the store is that S3 store
+/// already opened.
+fn build_processor_with(
+    config: &RunConfig,
+    s3: Option<&S3Store>,
+) -> Result<Arc<dyn Processor>, Error> {
     Ok(match config.processor {
         ProcessorKind::Simulated => Arc::new(Simulated::new(config.simulated.clone())?),
         ProcessorKind::Noop => Arc::new(Noop),
         ProcessorKind::Cpu => Arc::new(CpuHash::for_micros(2.0)),
         ProcessorKind::Thumbnail => {
-            let root = config.object_store.as_deref().ok_or_else(|| {
+            let location = config.object_store.as_ref().ok_or_else(|| {
                 Error::config(
                     setting::OBJECT_STORE,
                     "the thumbnail processor needs --store",
                 )
             })?;
+            let root = match location {
+                StoreLocation::Dir(root) => root,
+                StoreLocation::S3(location) => {
+                    let store = match s3 {
+                        Some(store) => store.clone(),
+                        None => StoreLocation::open_s3(location)?,
+                    };
+                    return Ok(Arc::new(Thumbnail::new(store)));
+                }
+            };
             let mut store = LocalStore::open(root)?;
             // One run per store, held as long as the processor: the sweep
             // below would otherwise delete another run's writes in progress.
@@ -257,7 +289,7 @@ pub fn build_processor(config: &RunConfig) -> Result<Arc<dyn Processor>, Error> 
 /// Checks the object store root; with `--seed-images N` and no task file yet,
 /// creates it and writes the samples and their task file into it.
 fn seed_if_needed(config: &RunConfig) -> Result<(), Error> {
-    let Some(root) = &config.object_store else {
+    let Some(StoreLocation::Dir(root)) = &config.object_store else {
         return Ok(());
     };
     match config.seed_images {
@@ -270,6 +302,29 @@ fn seed_if_needed(config: &RunConfig) -> Result<(), Error> {
         _ => drop(LocalStore::open(root)?),
     }
     Ok(())
+}
+
+/// The S3 store's task file, copied to a temporary file, and its name;
+/// with `--seed-images N` and no task file yet, the samples and their task
+/// file are written into the store first.
+fn store_task_file(
+    config: &RunConfig,
+    store: &S3Store,
+) -> Result<(tempfile::NamedTempFile, String), Error> {
+    let name = store.location().url_of(TASKS_KEY);
+    if let Some(file) = download(store, TASKS_KEY, &name)? {
+        return Ok((file, name));
+    }
+    if let Some(n) = config.seed_images {
+        seed_images(store, &SampleOptions::new(n))?;
+        if let Some(file) = download(store, TASKS_KEY, &name)? {
+            return Ok((file, name));
+        }
+    }
+    Err(Error::io(
+        format!("cannot read the task file {name}"),
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no such object"),
+    ))
 }
 
 /// The `--done-log` observer: one line per task as it is reported done
@@ -390,14 +445,27 @@ pub fn run(config: &RunConfig) -> Result<Report, RunError> {
 /// As [`run`].
 pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, RunError> {
     config.validate()?;
+    // An S3 store is opened (and its bucket checked) before anything else.
+    let s3 = match &config.object_store {
+        Some(StoreLocation::S3(location)) => Some(StoreLocation::open_s3(location)?),
+        _ => None,
+    };
     seed_if_needed(config)?;
-    let expected = if config.is_stdin() {
+    let from_store = match &s3 {
+        Some(store) if config.tasks_in_store => Some(store_task_file(config, store)?),
+        _ => None,
+    };
+    let (tasks, name) = match &from_store {
+        Some((file, name)) => (file.path().to_path_buf(), name.clone()),
+        None => (config.tasks.clone(), source_name(&config.tasks)),
+    };
+    let expected = if config.is_stdin() && from_store.is_none() {
         None
     } else {
-        Some(precheck_path(&config.tasks, config.reader_options())?.tasks)
+        Some(precheck_path_as(&tasks, &name, config.reader_options())?.tasks)
     };
-    let reader = open_path(&config.tasks, config.reader_options())?;
-    let processor = build_processor(config)?;
+    let reader = open_path_as(&tasks, &name, config.reader_options())?;
+    let processor = build_processor_with(config, s3.as_ref())?;
     let mut builder = Engine::builder(config.engine.clone());
     if let Some(path) = &config.done_log {
         builder = builder.observer(DoneLog::open(path)?);
@@ -617,7 +685,7 @@ mod tests {
             let mut config = RunConfig::new("-");
             config.processor = kind;
             if kind == ProcessorKind::Thumbnail {
-                config.object_store = Some(dir.path().to_path_buf());
+                config.object_store = Some(StoreLocation::Dir(dir.path().to_path_buf()));
             }
             let processor = build_processor(&config).unwrap();
             assert_eq!(processor.name(), kind.record_name(), "{kind:?}");

@@ -33,7 +33,21 @@ pub fn open_path(
     path: &Path,
     options: ReaderOptions,
 ) -> Result<TaskReader<Box<dyn BufRead + Send>>, InputError> {
-    let name = source_name(path);
+    open_path_as(path, &source_name(path), options)
+}
+
+/// As [`open_path`], naming the input `name` in errors (a task file copied
+/// from an object store is named by its object's address).
+///
+/// # Errors
+///
+/// As [`open_path`].
+pub fn open_path_as(
+    path: &Path,
+    name: &str,
+    options: ReaderOptions,
+) -> Result<TaskReader<Box<dyn BufRead + Send>>, InputError> {
+    let name = name.to_owned();
     if path == Path::new("-") {
         let stdin = BufReader::with_capacity(READ_BUFFER_BYTES, io::stdin());
         return Ok(TaskReader::new(Box::new(stdin), name, options));
@@ -74,7 +88,20 @@ pub struct Precheck {
 ///
 /// The first [`InputError`] of the file, or of opening it.
 pub fn precheck_path(path: &Path, options: ReaderOptions) -> Result<Precheck, InputError> {
-    let mut reader = open_path(path, options)?;
+    precheck_path_as(path, &source_name(path), options)
+}
+
+/// As [`precheck_path`], naming the input `name` in errors.
+///
+/// # Errors
+///
+/// As [`precheck_path`].
+pub fn precheck_path_as(
+    path: &Path,
+    name: &str,
+    options: ReaderOptions,
+) -> Result<Precheck, InputError> {
+    let mut reader = open_path_as(path, name, options)?;
     let (mut tasks, mut invalid) = (0, 0);
     for record in &mut reader {
         match record? {

@@ -1,5 +1,6 @@
-//! Objects by key: the [`ObjectStore`] trait, its key rules, and [`LocalStore`],
-//! a local directory standing in for an object service (MinIO, S3).
+//! Objects by key: the [`ObjectStore`] trait, its key rules, [`LocalStore`]
+//! (a local directory) and, with the `s3` feature, [`S3Store`] (a bucket of
+//! an S3-compatible service: AWS S3, MinIO).
 //!
 //! A key is a relative, `/`-separated path (`img/000001.jpg`,
 //! `variants/200x200/img/000001.jpg`). Every implementation promises:
@@ -15,12 +16,16 @@
 //!    object (or none), never a torn one. An uncommitted writer that is dropped
 //!    leaves nothing behind.
 //!
-//! `local.rs` says how the local directory keeps these promises.
+//! `local.rs` and `s3.rs` say how each store keeps these promises.
 
 use std::io::{self, BufRead, Read, Seek, Write};
 
 mod local;
 pub use local::LocalStore;
+#[cfg(feature = "s3")]
+mod s3;
+#[cfg(feature = "s3")]
+pub use s3::{S3Location, S3OpenError, S3Store, PARTS_IN_FLIGHT, PART_BYTES, READ_AHEAD_CHUNKS};
 
 /// The size of every read from and write to storage, in bytes (64 KiB).
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -76,7 +81,17 @@ pub enum ObjectError {
         /// What is in the way.
         detail: String,
     },
-    /// The storage failed.
+    /// The object service refused the request and would refuse it again
+    /// (access denied, bad credentials, a malformed request).
+    #[error("key {key:?}: {detail}")]
+    Refused {
+        /// The key, as given (an S3 store names it `s3://BUCKET/PREFIX/KEY`).
+        key: String,
+        /// What was refused, and the service's answer.
+        detail: String,
+    },
+    /// The storage failed (for an object service: throttling, 5xx answers,
+    /// timeouts, dropped connections).
     #[error("key {key:?}: cannot {op}: {cause}")]
     Io {
         /// The key, as given.
@@ -96,13 +111,14 @@ impl ObjectError {
     }
 
     /// A short machine-readable kind: `invalid_key`, `outside_root`,
-    /// `not_found`, `not_an_object` or `io`.
+    /// `not_found`, `not_an_object`, `refused` or `io`.
     pub fn kind(&self) -> &'static str {
         match self {
             ObjectError::InvalidKey { .. } => "invalid_key",
             ObjectError::OutsideRoot { .. } => "outside_root",
             ObjectError::NotFound { .. } => "not_found",
             ObjectError::NotAnObject { .. } => "not_an_object",
+            ObjectError::Refused { .. } => "refused",
             ObjectError::Io { .. } => "io",
         }
     }
