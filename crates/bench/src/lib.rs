@@ -62,6 +62,9 @@
 //!   (`enqueue_s`). Capacity is raised to the task count so the batch fits.
 //!   Latency still counts from submit, for every engine alike, so it includes
 //!   the enqueue phase.
+//!
+//! [`faultproxy`] puts a delay (or 503s, or a cut) in front of an S3 API
+//! server, for the S3 benchmarks (`examples/fault-proxy.rs`) and tests.
 
 #![warn(missing_docs)]
 
@@ -69,6 +72,7 @@ pub mod baseline;
 pub mod cli;
 pub mod compare;
 pub mod dedup;
+pub mod faultproxy;
 pub mod driver;
 pub mod generate;
 pub mod ideal;

@@ -11,6 +11,7 @@ mod parser_props;
 mod pg;
 mod pg_dlq;
 mod pg_faults;
+mod s3;
 mod processor_records;
 mod signals;
 mod storage_faults;

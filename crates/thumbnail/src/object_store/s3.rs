@@ -216,7 +216,19 @@ impl S3Store {
     /// endpoint does not answer, the credentials are refused or the bucket
     /// does not exist.
     pub fn open(location: &S3Location) -> Result<Self, S3OpenError> {
-        let store = Self::connect(location)?;
+        Self::open_with(location, &[])
+    }
+
+    /// As [`open`](S3Store::open), with `settings` (named as the
+    /// environment variables are: `AWS_ENDPOINT_URL`, …) applied over the
+    /// environment's.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](S3Store::open), and for a setting name the client does
+    /// not know.
+    pub fn open_with(location: &S3Location, settings: &[(&str, &str)]) -> Result<Self, S3OpenError> {
+        let store = Self::connect_with(location, settings)?;
         store.check()?;
         Ok(store)
     }
@@ -228,6 +240,10 @@ impl S3Store {
     ///
     /// [`S3OpenError`] for invalid settings.
     pub fn connect(location: &S3Location) -> Result<Self, S3OpenError> {
+        Self::connect_with(location, &[])
+    }
+
+    fn connect_with(location: &S3Location, settings: &[(&str, &str)]) -> Result<Self, S3OpenError> {
         let fail = |detail: String| S3OpenError {
             location: location.to_string(),
             detail,
@@ -242,6 +258,13 @@ impl S3Store {
         if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
         {
             builder = builder.with_region("us-east-1");
+        }
+        for (name, value) in settings {
+            let key: AmazonS3ConfigKey = name
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|e| fail(format!("unknown S3 setting {name}: {e}")))?;
+            builder = builder.with_config(key, *value);
         }
         // Timeouts unless the environment sets them (AWS_TIMEOUT,
         // AWS_CONNECT_TIMEOUT); `with_client_options` would replace the
@@ -279,7 +302,8 @@ impl S3Store {
     }
 
     /// Lists at most one key under the prefix: fails when the bucket is
-    /// missing, the credentials are refused or the endpoint is unreachable.
+    /// missing, the credentials are refused or the endpoint is unreachable
+    /// (after three tries, for an endpoint that answers 5xx or not at all).
     fn check(&self) -> Result<(), S3OpenError> {
         let inner = &self.inner;
         let prefix = (!inner.location.prefix.is_empty())
@@ -289,10 +313,21 @@ impl S3Store {
                 location: inner.location.to_string(),
                 detail: e.to_string(),
             })?;
-        let result = inner.block_on(async {
-            let mut list = inner.client.list(prefix.as_ref());
-            list.next().await.transpose()
-        });
+        // A transient failure (throttling, a 5xx) is asked again, twice,
+        // before the run gives up.
+        let mut result = Ok(None);
+        for wait_ms in [100, 400, 0] {
+            result = inner.block_on(async {
+                let mut list = inner.client.list(prefix.as_ref());
+                list.next().await.transpose()
+            });
+            match &result {
+                Err(e) if classify(e) == Class::Transient && wait_ms > 0 => {
+                    std::thread::sleep(Duration::from_millis(wait_ms));
+                }
+                _ => break,
+            }
+        }
         match result {
             Ok(_) => Ok(()),
             Err(e) => {
