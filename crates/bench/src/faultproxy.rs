@@ -162,7 +162,10 @@ fn read_head(r: &mut impl BufRead) -> io::Result<Option<Head>> {
             return if raw.is_empty() {
                 Ok(None)
             } else {
-                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "head cut short"))
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "head cut short",
+                ))
             };
         }
         raw.extend_from_slice(&line);
@@ -220,7 +223,10 @@ fn relay_body(head: &Head, r: &mut impl BufRead, w: &mut impl Write) -> io::Resu
     } else if let Some(n) = head.length {
         let copied = io::copy(&mut r.take(n), w)?;
         if copied < n {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "body cut short"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "body cut short",
+            ));
         }
     }
     Ok(())
@@ -238,7 +244,10 @@ fn serve(client: TcpStream, upstream: SocketAddr, state: &Mutex<State>) -> io::R
         let (delay, fail, cut) = {
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             let fail = st.fail_next > 0
-                && st.fail_matching.as_ref().is_none_or(|m| path.contains(m.as_str()));
+                && st
+                    .fail_matching
+                    .as_ref()
+                    .is_none_or(|m| path.contains(m.as_str()));
             st.requests.push((method.clone(), path));
             if fail {
                 st.fail_next -= 1;

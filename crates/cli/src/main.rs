@@ -11,9 +11,9 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
 use taskq::{Report, RunStatus};
 use taskq_cli::cli::{Cli, Command, DlqCommand, DlqRetryArgs, DlqTarget, LogFormat};
-use taskq_cli::store::StoreLocation;
 use taskq_cli::dlq::Selection;
 use taskq_cli::runner::ProcessorKind;
+use taskq_cli::store::StoreLocation;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -3,7 +3,7 @@
 //!
 //! # Steps
 //!
-//! 1. A regular file is read once in full first ([`precheck_path`]): a bad file
+//! 1. A regular file is read once in full first ([`precheck_path`](crate::input::precheck_path)): a bad file
 //!    (a JSON array that is broken, truncated or followed by garbage, an array
 //!    element over the size limit) fails the run before any work starts, naming
 //!    the file and line; a broken NDJSON line is one invalid record, counted,
@@ -28,7 +28,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::input::InputError;
-use crate::input::{open_path_as, precheck_path_as, source_name, InputFormat, ReaderOptions, Record};
+use crate::input::{
+    open_path_as, precheck_path_as, source_name, InputFormat, ReaderOptions, Record,
+};
 use crate::store::{download, StoreLocation};
 use taskq::config::EngineConfig;
 use taskq::engine::{Engine, Observer, Outcome, ProgressHandle, SubmitError, Submitter};

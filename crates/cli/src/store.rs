@@ -1,7 +1,7 @@
 //! `--store`: where the thumbnail processor's images are. A local directory,
 //! or `s3://BUCKET/PREFIX` on an S3-compatible service (settings from the
 //! `AWS_*` environment variables, see
-//! [`S3Store`](taskq_thumbnail::object_store::S3Store)).
+//! [`taskq_thumbnail::object_store::S3Store`]).
 
 use std::fmt;
 use std::io::{self, Write};
@@ -117,8 +117,8 @@ pub fn download(
         Err(ObjectError::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(Error::io(format!("cannot read {name}"), object_io(e))),
     };
-    let mut file = tempfile::NamedTempFile::new()
-        .map_err(|e| Error::io("cannot make a temporary file", e))?;
+    let mut file =
+        tempfile::NamedTempFile::new().map_err(|e| Error::io("cannot make a temporary file", e))?;
     io::copy(&mut reader, file.as_file_mut())
         .map_err(|e| Error::io(format!("cannot read {name}"), e))?;
     file.as_file_mut()

@@ -60,7 +60,9 @@ use serde::Serialize;
 use taskq::task::{Task, TaskError};
 
 pub use error::{InputError, InputErrorKind};
-pub use precheck::{open_path, open_path_as, precheck_path, precheck_path_as, source_name, Precheck};
+pub use precheck::{
+    open_path, open_path_as, precheck_path, precheck_path_as, source_name, Precheck,
+};
 
 use error::{as_format_error, escape_invisible, Location};
 use scan::{Cursor, Scan, Source};

@@ -42,10 +42,15 @@ fn server() -> SocketAddr {
              while kill -0 {} 2>/dev/null; do sleep 1; done; kill $m",
             std::process::id()
         );
-        Command::new("sh")
+        let watcher = Command::new("sh")
             .args(["-c", &script])
             .spawn()
             .expect("sh starts");
+        // It outlives every test; a thread reaps it if it ends first.
+        std::thread::spawn(move || {
+            let mut watcher = watcher;
+            let _ = watcher.wait();
+        });
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         for _ in 0..300 {
             if TcpStream::connect(addr).is_ok() {
@@ -78,7 +83,14 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, Vec<(String, String
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut body = raw[split + 4..].to_vec();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -232,7 +244,15 @@ fn a_seeded_bucket_runs_once_and_a_rerun_reads_no_source() {
     let store = bucket.url("photos");
     ok(&bucket.taskq(d, &["seed-images", "--store", &store, "--count", "6"]));
     let run = [
-        "run", "--processor", "thumbnail", "--store", &store, "--db", "t.db", "--report", "r.json",
+        "run",
+        "--processor",
+        "thumbnail",
+        "--store",
+        &store,
+        "--db",
+        "t.db",
+        "--report",
+        "r.json",
     ];
     ok(&bucket.taskq(d, &run));
     let r = report(d);
@@ -293,8 +313,17 @@ fn a_missing_source_is_dead_lettered_and_a_bad_bucket_or_endpoint_fails_at_start
     let o = bucket.taskq(
         d,
         &[
-            "run", "--processor", "thumbnail", "--store", &store, "--db", "t.db", "--tasks",
-            "t.ndjson", "--report", "r.json",
+            "run",
+            "--processor",
+            "thumbnail",
+            "--store",
+            &store,
+            "--db",
+            "t.db",
+            "--tasks",
+            "t.ndjson",
+            "--report",
+            "r.json",
         ],
     );
     assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
@@ -313,8 +342,15 @@ fn a_missing_source_is_dead_lettered_and_a_bad_bucket_or_endpoint_fails_at_start
     let o = bucket.taskq(
         d,
         &[
-            "run", "--processor", "thumbnail", "--store", "s3://no-such-bucket-here/p", "--db",
-            "other.db", "--tasks", "t.ndjson",
+            "run",
+            "--processor",
+            "thumbnail",
+            "--store",
+            "s3://no-such-bucket-here/p",
+            "--db",
+            "other.db",
+            "--tasks",
+            "t.ndjson",
         ],
     );
     assert_eq!(o.status.code(), Some(1));
@@ -323,7 +359,10 @@ fn a_missing_source_is_dead_lettered_and_a_bad_bucket_or_endpoint_fails_at_start
         err.contains("the bucket \"no-such-bucket-here\" does not exist"),
         "{err}"
     );
-    assert!(!d.join("other.db").exists(), "work started: other.db exists");
+    assert!(
+        !d.join("other.db").exists(),
+        "work started: other.db exists"
+    );
 
     // An endpoint that does not answer: the same.
     let o = Command::new(BIN)
@@ -331,7 +370,14 @@ fn a_missing_source_is_dead_lettered_and_a_bad_bucket_or_endpoint_fails_at_start
         .envs(bucket.env())
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .args([
-            "run", "--processor", "thumbnail", "--store", &store, "--db", "other.db", "--tasks",
+            "run",
+            "--processor",
+            "thumbnail",
+            "--store",
+            &store,
+            "--db",
+            "other.db",
+            "--tasks",
             "t.ndjson",
         ])
         .output()
@@ -359,8 +405,17 @@ fn a_burst_of_503s_is_retried_and_a_cut_upload_leaves_nothing_visible() {
     ok(&bucket.taskq(d, &["seed-images", "--store", &store, "--count", "4"]));
     let run = |db: &str, extra: &[&str]| {
         let mut args = vec![
-            "run", "--processor", "thumbnail", "--store", &store, "--db", db, "--report", "r.json",
-            "--backoff-base-ms", "10",
+            "run",
+            "--processor",
+            "thumbnail",
+            "--store",
+            &store,
+            "--db",
+            db,
+            "--report",
+            "r.json",
+            "--backoff-base-ms",
+            "10",
         ];
         args.extend_from_slice(extra);
         bucket.taskq(d, &args)
@@ -391,7 +446,10 @@ fn a_burst_of_503s_is_retried_and_a_cut_upload_leaves_nothing_visible() {
     let (status, _, _) = bucket.get("p/variants/333x333/img/000001.jpg");
     assert_eq!(status, 404, "a cut upload left an object");
     // Retried, the same task succeeds and the object is whole.
-    let o = bucket.taskq(d, &["dlq", "retry", "--db", "b.db", "--all", "--store", &store]);
+    let o = bucket.taskq(
+        d,
+        &["dlq", "retry", "--db", "b.db", "--all", "--store", &store],
+    );
     ok(&o);
     check_variant(&bucket, "p", "img/000001.jpg", "333x333");
 }
@@ -466,8 +524,17 @@ fn a_50_mb_source_streams_in_and_a_cut_multipart_upload_is_aborted() {
     ok(&bucket.taskq(
         d,
         &[
-            "run", "--processor", "thumbnail", "--store", &url, "--db", "t.db", "--tasks",
-            "t.ndjson", "--report", "r.json",
+            "run",
+            "--processor",
+            "thumbnail",
+            "--store",
+            &url,
+            "--db",
+            "t.db",
+            "--tasks",
+            "t.ndjson",
+            "--report",
+            "r.json",
         ],
     ));
     let (status, kind, bytes) = bucket.get("big/variants/200x200/img/big.png");
@@ -494,7 +561,13 @@ fn two_nodes_on_one_queue_and_one_bucket_make_each_variant_once() {
     ok(&bucket.taskq(
         d,
         &[
-            "enqueue", "--pg", &db.url, "--tasks", "tasks.json", "--processor", "thumbnail",
+            "enqueue",
+            "--pg",
+            &db.url,
+            "--tasks",
+            "tasks.json",
+            "--processor",
+            "thumbnail",
         ],
     ));
     bucket.proxy.clear_requests();
@@ -502,8 +575,18 @@ fn two_nodes_on_one_queue_and_one_bucket_make_each_variant_once() {
         .map(|_| {
             let mut cmd = Command::new(BIN);
             cmd.current_dir(d).envs(bucket.env()).args([
-                "worker", "--pg", &db.url, "--processor", "thumbnail", "--store", &store,
-                "--workers", "2", "--capacity", "4", "--exit-when-empty",
+                "worker",
+                "--pg",
+                &db.url,
+                "--processor",
+                "thumbnail",
+                "--store",
+                &store,
+                "--workers",
+                "2",
+                "--capacity",
+                "4",
+                "--exit-when-empty",
             ]);
             cmd.spawn().unwrap()
         })
@@ -522,5 +605,8 @@ fn two_nodes_on_one_queue_and_one_bucket_make_each_variant_once() {
         }
     }
     assert_eq!(puts.len(), 24, "{puts:?}");
-    assert!(puts.values().all(|&n| n == 1), "a variant written twice: {puts:?}");
+    assert!(
+        puts.values().all(|&n| n == 1),
+        "a variant written twice: {puts:?}"
+    );
 }

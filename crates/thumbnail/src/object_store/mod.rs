@@ -23,7 +23,7 @@ use std::io::{self, BufRead, Read, Seek, Write};
 mod local;
 pub use local::LocalStore;
 #[cfg(feature = "s3")]
-mod s3;
+pub mod s3;
 #[cfg(feature = "s3")]
 pub use s3::{S3Location, S3OpenError, S3Store, PARTS_IN_FLIGHT, PART_BYTES, READ_AHEAD_CHUNKS};
 

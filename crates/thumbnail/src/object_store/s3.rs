@@ -227,7 +227,10 @@ impl S3Store {
     ///
     /// As [`open`](S3Store::open), and for a setting name the client does
     /// not know.
-    pub fn open_with(location: &S3Location, settings: &[(&str, &str)]) -> Result<Self, S3OpenError> {
+    pub fn open_with(
+        location: &S3Location,
+        settings: &[(&str, &str)],
+    ) -> Result<Self, S3OpenError> {
         let store = Self::connect_with(location, settings)?;
         store.check()?;
         Ok(store)
@@ -255,7 +258,8 @@ impl S3Store {
             .build()
             .map_err(|e| fail(format!("cannot start the client's threads: {e}")))?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&location.bucket);
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
         {
             builder = builder.with_region("us-east-1");
         }
@@ -580,9 +584,9 @@ struct S3Writer {
 
 impl S3Writer {
     fn attributes(&mut self) -> Attributes {
-        let kind = *self.content_type.get_or_insert_with(|| {
-            content_type(&self.buf, self.key_is_json)
-        });
+        let kind = *self
+            .content_type
+            .get_or_insert_with(|| content_type(&self.buf, self.key_is_json));
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, kind.into());
         attributes
@@ -620,7 +624,11 @@ impl S3Writer {
         match self.inner.block_on(part) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(remote_error(&self.url, "upload a part of", e)),
-            Err(e) => Err(ObjectError::io(&self.url, "upload a part of", io::Error::other(e))),
+            Err(e) => Err(ObjectError::io(
+                &self.url,
+                "upload a part of",
+                io::Error::other(e),
+            )),
         }
     }
 
@@ -634,7 +642,11 @@ impl S3Writer {
             let data = std::mem::take(&mut self.buf);
             let len = data.len() as u64;
             inner
-                .block_on(inner.client.put_opts(&self.path, PutPayload::from(data), options))
+                .block_on(
+                    inner
+                        .client
+                        .put_opts(&self.path, PutPayload::from(data), options),
+                )
                 .map_err(|e| remote_error(&self.url, "write", e))?;
             self.stats.bytes += len;
             return Ok(());
@@ -792,7 +804,10 @@ mod tests {
         assert_eq!(l.bucket, "my-bucket");
         assert_eq!(l.prefix, "some/prefix");
         assert_eq!(l.to_string(), "s3://my-bucket/some/prefix");
-        assert_eq!(l.url_of("img/a.jpg"), "s3://my-bucket/some/prefix/img/a.jpg");
+        assert_eq!(
+            l.url_of("img/a.jpg"),
+            "s3://my-bucket/some/prefix/img/a.jpg"
+        );
         let root: S3Location = "s3://bucket".parse().unwrap();
         assert_eq!(root.prefix, "");
         assert_eq!(root.url_of("tasks.json"), "s3://bucket/tasks.json");
