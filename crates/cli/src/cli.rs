@@ -155,9 +155,9 @@ pub struct WorkerArgs {
     /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP).
     #[arg(long = "store", value_name = "DIR|s3://BUCKET/PREFIX")]
     pub object_store: Option<StoreLocation>,
-    /// Worker threads.
-    #[arg(long, default_value_t = 8)]
-    pub workers: usize,
+    /// Worker threads [default: 8; with an S3 store, 8 per core].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// Most tasks this node holds at once (claimed and not yet written back).
     #[arg(long, default_value_t = 200)]
     pub capacity: usize,
@@ -248,7 +248,7 @@ impl WorkerArgs {
         }
         let options = taskq_pg::worker::WorkerOptions {
             engine: EngineConfig {
-                workers: self.workers,
+                workers: default_workers(self.workers, self.object_store.as_ref()),
                 capacity: self.capacity,
                 pin: self.pin,
                 ..EngineConfig::default()
@@ -516,9 +516,9 @@ pub struct DlqRetryArgs {
     /// Which dead letters.
     #[command(flatten)]
     pub selection: SelectionArgs,
-    /// Worker threads.
-    #[arg(long, default_value_t = 8)]
-    pub workers: usize,
+    /// Worker threads [default: 8; with an S3 store, 8 per core].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// Most tasks held at once.
     #[arg(long, default_value_t = 200)]
     pub capacity: usize,
@@ -598,7 +598,7 @@ impl DlqRetryArgs {
     /// [`Error::Config`] for a setting that cannot even be converted.
     pub fn to_config(&self) -> Result<EngineConfig, Error> {
         Ok(EngineConfig {
-            workers: self.workers,
+            workers: default_workers(self.workers, self.db.object_store.as_ref()),
             capacity: self.capacity,
             store: Some(StoreConfig::new(self.db.path()?)),
             retry: RetryPolicy {
@@ -649,6 +649,21 @@ impl From<FormatArg> for InputFormat {
     }
 }
 
+/// Worker threads: `given`, else 8, or 8 per core with an S3 store, whose
+/// requests keep a worker waiting for milliseconds: the thumbnail processor
+/// then lets one worker per core run its CPU stages at a time
+/// ([`Thumbnail::with_cpu_slots`](taskq_thumbnail::Thumbnail::with_cpu_slots)),
+/// and the others wait on requests.
+pub fn default_workers(given: Option<usize>, store: Option<&StoreLocation>) -> usize {
+    match (given, store) {
+        (Some(n), _) => n,
+        (None, Some(StoreLocation::S3(_))) => {
+            8 * std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+        (None, _) => 8,
+    }
+}
+
 /// `taskq run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -675,9 +690,9 @@ pub struct RunArgs {
     /// Input format.
     #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
     pub format: FormatArg,
-    /// Worker threads.
-    #[arg(long, default_value_t = 8)]
-    pub workers: usize,
+    /// Worker threads [default: 8; with an S3 store, 8 per core].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// Most tasks held at once (queued, running, or waiting for a retry).
     #[arg(long, default_value_t = 200)]
     pub capacity: usize,
@@ -868,7 +883,7 @@ impl RunArgs {
             strict: self.strict,
             producers: self.producers,
             engine: EngineConfig {
-                workers: self.workers,
+                workers: default_workers(self.workers, self.object_store.as_ref()),
                 capacity: self.capacity,
                 admission: self.admission,
                 pin: self.pin,
@@ -951,6 +966,17 @@ pub use crate::flags::{flag_for, named_by_flag, FLAGS, NO_FLAG};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_default_to_8_or_8_per_core_on_s3() {
+        let s3: StoreLocation = "s3://bucket/p".parse().unwrap();
+        let dir: StoreLocation = "some/dir".parse().unwrap();
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(default_workers(None, None), 8);
+        assert_eq!(default_workers(None, Some(&dir)), 8);
+        assert_eq!(default_workers(None, Some(&s3)), 8 * cores);
+        assert_eq!(default_workers(Some(3), Some(&s3)), 3);
+    }
 
     fn list_db(args: &[&str]) -> DlqDbArgs {
         let cli = Cli::try_parse_from(["taskq", "dlq", "list"].iter().chain(args)).unwrap();

@@ -266,7 +266,10 @@ fn build_processor_with(
                         Some(store) => store.clone(),
                         None => StoreLocation::open_s3(location)?,
                     };
-                    return Ok(Arc::new(Thumbnail::new(store)));
+                    // Requests take milliseconds: one CPU slot per core, so
+                    // that workers waiting on S3 leave the cores to the rest.
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    return Ok(Arc::new(Thumbnail::new(store).with_cpu_slots(cores)));
                 }
             };
             let mut store = LocalStore::open(root)?;

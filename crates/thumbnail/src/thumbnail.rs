@@ -30,7 +30,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use fast_image_resize::images::{Image, ImageRef};
@@ -42,7 +42,7 @@ use image::{
     RgbImage, RgbaImage,
 };
 
-use crate::object_store::{ObjectError, ObjectStore};
+use crate::object_store::{ObjectError, ObjectReader, ObjectStore, ObjectWriter};
 use taskq::processor::stages::StageStats;
 use taskq::processor::{Attempt, Output, ProcessError, Processor, ProcessorReport};
 use taskq::task::{Size, Task};
@@ -223,10 +223,38 @@ fn png(out: &mut dyn io::Write) -> PngEncoder<&mut dyn io::Write> {
     PngEncoder::new_with_quality(out, CompressionType::Default, PngFilter::Adaptive)
 }
 
+/// At most `n` holders at once: the CPU slots of [`Thumbnail::with_cpu_slots`].
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+/// A held CPU slot, given back when dropped (a panic included).
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
 /// Makes image variants: see the [module docs](self).
 pub struct Thumbnail {
     store: Arc<dyn ObjectStore>,
     stats: StageStats,
+    cpu: Option<Slots>,
 }
 
 impl std::fmt::Debug for Thumbnail {
@@ -246,17 +274,47 @@ impl Thumbnail {
         Thumbnail {
             store,
             stats: StageStats::new(&STAGES),
+            cpu: None,
         }
     }
 
-    fn decode(&self, task: &Task) -> Result<(Pixels, ImageFormat), ProcessError> {
-        let key = task.image_key();
+    /// Lets at most `n` attempts at once run their CPU stages (decode,
+    /// resize, encode); an attempt waits for a slot once its source has
+    /// answered, and gives it back before its variant is committed. With a
+    /// store whose requests take milliseconds (S3), run more workers than
+    /// cores and give it one slot per core: the workers waiting on requests
+    /// hold no slot, so the cores stay busy with the others, and no more
+    /// than `n` decoders compete for them.
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0.
+    pub fn with_cpu_slots(mut self, n: usize) -> Self {
+        assert!(n > 0, "at least one CPU slot");
+        self.cpu = Some(Slots {
+            free: Mutex::new(n),
+            freed: Condvar::new(),
+        });
+        self
+    }
+
+    /// Opens the task's source: its reader and the time it took.
+    fn open(&self, task: &Task) -> Result<(Box<dyn ObjectReader>, u64), ProcessError> {
         let opened = Instant::now();
-        let mut reader = self
+        let reader = self
             .store
-            .open(key)
+            .open(task.image_key())
             .map_err(|e| object_error("source", e))?;
-        let open_ns = ns(opened);
+        Ok((reader, ns(opened)))
+    }
+
+    fn decode(
+        &self,
+        task: &Task,
+        mut reader: Box<dyn ObjectReader>,
+        open_ns: u64,
+    ) -> Result<(Pixels, ImageFormat), ProcessError> {
+        let key = task.image_key();
         let before = reader.stats();
         let decoding = Instant::now();
         let source = ImageReader::new(&mut reader)
@@ -301,7 +359,14 @@ impl Thumbnail {
         Ok((pixels, format))
     }
 
-    fn write(&self, key: &str, pixels: &Pixels, format: ImageFormat) -> Result<(), ProcessError> {
+    /// Encodes the variant into a new object under `key`, to be committed
+    /// by [`commit`](Self::commit).
+    fn encode(
+        &self,
+        key: &str,
+        pixels: &Pixels,
+        format: ImageFormat,
+    ) -> Result<Encoded, ProcessError> {
         let creating = Instant::now();
         let mut writer = self
             .store
@@ -313,10 +378,21 @@ impl Thumbnail {
         encode(pixels, format, &mut writer).map_err(|e| image_error(key, "encode", e))?;
         let encode_wall = ns(encoding);
         let during = writer.stats().io_ns - before.io_ns;
-        let committing = Instant::now();
-        let written = writer.commit().map_err(|e| object_error("variant", e))?;
         self.stats.add(ENCODE, encode_wall.saturating_sub(during));
-        self.stats.add(WRITE, create_ns + during + ns(committing));
+        Ok(Encoded {
+            writer,
+            io_ns: create_ns + during,
+        })
+    }
+
+    /// Makes the encoded variant durable and visible.
+    fn commit(&self, encoded: Encoded) -> Result<(), ProcessError> {
+        let committing = Instant::now();
+        let written = encoded
+            .writer
+            .commit()
+            .map_err(|e| object_error("variant", e))?;
+        self.stats.add(WRITE, encoded.io_ns + ns(committing));
         self.stats.wrote(written.bytes);
         Ok(())
     }
@@ -328,7 +404,11 @@ impl Processor for Thumbnail {
     }
 
     fn process(&self, task: &Task, _attempt: &Attempt) -> Result<Output, ProcessError> {
-        let (source, format) = self.decode(task)?;
+        // The source's first answer comes before a CPU slot is taken, and
+        // the commit after it is given back.
+        let (reader, open_ns) = self.open(task)?;
+        let slot = self.cpu.as_ref().map(Slots::acquire);
+        let (source, format) = self.decode(task, reader, open_ns)?;
         let (sw, sh) = source.dimensions();
         let (w, h) = fit_inside(sw, sh, task.size());
         let resizing = Instant::now();
@@ -336,7 +416,10 @@ impl Processor for Thumbnail {
         drop(source);
         self.stats.add(RESIZE, ns(resizing));
         let key = variant_key(task.image_key(), task.size());
-        self.write(&key, &variant, format)?;
+        let encoded = self.encode(&key, &variant, format)?;
+        drop(variant);
+        drop(slot);
+        self.commit(encoded)?;
         self.stats.item();
         Ok(Output {
             output_key: Some(key.into()),
@@ -346,6 +429,13 @@ impl Processor for Thumbnail {
     fn report(&self) -> Option<ProcessorReport> {
         Some(self.stats.report("thumbnail"))
     }
+}
+
+/// A variant encoded into an uncommitted object.
+struct Encoded {
+    writer: Box<dyn ObjectWriter>,
+    /// Time in storage calls so far.
+    io_ns: u64,
 }
 
 fn ns(since: Instant) -> u64 {
@@ -514,5 +604,58 @@ mod tests {
             assert!(e.message.contains(key), "{e}");
         }
         assert_eq!(p.report().unwrap().items, 0);
+    }
+
+    #[test]
+    fn cpu_slots_bound_how_many_hold_one_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let slots = Slots {
+            free: Mutex::new(2),
+            freed: Condvar::new(),
+        };
+        let (holding, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        let _slot = slots.acquire();
+                        let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::yield_now();
+                        holding.fetch_sub(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert!(most.load(Ordering::SeqCst) <= 2, "{most:?}");
+        assert_eq!(*slots.free.lock().unwrap(), 2, "every slot given back");
+    }
+
+    #[test]
+    fn with_cpu_slots_makes_the_same_variants_and_gives_slots_back_on_failure() {
+        let src = Pixels::Rgb8(RgbImage::from_fn(30, 30, |x, y| {
+            image::Rgb([x as u8 * 8, y as u8 * 8, 99])
+        }));
+        let (dir, p) = store_with(&[("a.png", png_bytes(&src)), ("bad.png", b"junk".to_vec())]);
+        let plain = p.process(&Task::new("a.png", size("9x9")).unwrap(), &Attempt::first());
+        let first = std::fs::read(dir.path().join("variants/9x9/a.png")).unwrap();
+        assert!(plain.is_ok());
+        let p = Thumbnail {
+            store: p.store.clone(),
+            stats: StageStats::new(&STAGES),
+            cpu: None,
+        }
+        .with_cpu_slots(1);
+        let bad = Task::new("bad.png", size("9x9")).unwrap();
+        for _ in 0..3 {
+            // A failed decode gives its slot back: the next attempt would
+            // wait forever otherwise.
+            assert!(p.process(&bad, &Attempt::first()).is_err());
+        }
+        p.process(&Task::new("a.png", size("9x9")).unwrap(), &Attempt::first())
+            .unwrap();
+        let second = std::fs::read(dir.path().join("variants/9x9/a.png")).unwrap();
+        assert_eq!(first, second);
+        assert_eq!(*p.cpu.as_ref().unwrap().free.lock().unwrap(), 1);
     }
 }
