@@ -1271,7 +1271,7 @@ fn usage_errors_exit_2_and_name_the_argument() {
     let cases: &[(&[&str], &str)] = &[
         (&["--admission", "maybe"], "'--admission <ADMISSION>'"),
         (&["--processor", "gpu"], "'--processor <PROCESSOR>'"),
-        (&["--workers", "many"], "'--workers <WORKERS>'"),
+        (&["--workers", "many"], "'--workers <N>'"),
         (&["--capacity", "1.5"], "'--capacity <CAPACITY>'"),
         (&["--durability", "maybe"], "'--durability <DURABILITY>'"),
         (&["--db", "x.db", "--no-db"], "'--no-db'"),
