@@ -69,7 +69,8 @@ pub mod internals {
 pub use admission::AdmissionMode;
 pub use config::{EngineConfig, PinMode};
 pub use engine::{
-    Engine, EngineBuilder, Observer, Outcome, Progress, ProgressHandle, SubmitError, Submitter,
+    Engine, EngineBuilder, Live, LiveWorker, Observer, Outcome, Progress, ProgressHandle,
+    SubmitError, Submitter,
 };
 pub use error::Error;
 pub use idempotency::{Durability, StoreConfig};

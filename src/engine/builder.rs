@@ -18,9 +18,9 @@ use crate::metrics::Recorder;
 use crate::processor::Processor;
 use crate::retry::DelayQueue;
 use crate::scheduler::{pin, Scheduler};
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use crate::sync::atomic::AtomicBool;
 use crate::sync::thread::Builder;
-use crate::sync::{Arc, CachePadded, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, Mutex};
 
 use super::{pool, worker, Engine, Job, Observer, Shared, WorkerCtx};
 
@@ -126,10 +126,7 @@ impl Engine {
             observer,
             expiring: AtomicBool::new(false),
             storage_down: AtomicBool::new(false),
-            completed: (0..config.workers)
-                .map(|_| CachePadded::new(AtomicU64::new(0)))
-                .collect(),
-            writer_completed: AtomicU64::new(0),
+            tallies: (0..=config.workers).map(|_| StdArc::default()).collect(),
             producers: Mutex::new(Vec::new()),
             drained: Mutex::new(false),
             drained_cv: Condvar::new(),
@@ -183,7 +180,10 @@ impl Engine {
             self.writer = Some(
                 Builder::new()
                     .name("taskq-writer".into())
-                    .spawn(move || run_writer(&s, writer, &store_config))
+                    .spawn(move || {
+                        let rec = Recorder::with(s.tallies[s.tallies.len() - 1].clone());
+                        run_writer(&s, writer, &store_config, rec)
+                    })
                     .map_err(spawn_err("writer"))?,
             );
         }
@@ -191,7 +191,7 @@ impl Engine {
         for (index, (local, core)) in locals.into_iter().zip(cores).enumerate() {
             let ctx = WorkerCtx {
                 index,
-                recorder: Recorder::new(),
+                recorder: Recorder::with(self.shared.tallies[index].clone()),
                 release: ReleaseBatch::new(release_batch),
                 reader: None,
                 pending: Vec::new(),
@@ -240,16 +240,15 @@ fn run_writer(
     shared: &Shared,
     writer: Box<dyn StoreWriter>,
     config: &StoreConfig,
+    mut rec: Recorder,
 ) -> (Recorder, WriterReport) {
     let idem = shared.idem.as_ref().expect("a writer has a store");
-    let mut rec = Recorder::new();
     let report = idem.run_writer(writer, config, |batch, result| {
         if let Err(e) = result {
             shared.storage_failed(e.to_string());
         }
         if idem.group_commit {
             shared.complete_batch(batch, result, &mut rec);
-            shared.writer_completed.store(rec.completed(), Relaxed);
         }
     });
     (rec, report)

@@ -99,7 +99,7 @@ impl Shared {
                 "not run: the store failed earlier in this run",
             );
             ctx.recorder.failure(e.class, &e.kind);
-            ctx.recorder.failed += 1;
+            ctx.recorder.failed.add(1);
             self.observe(&job.task, Outcome::Failed { error: &e });
             self.complete(job.submitted_at, end, ctx);
             ctx.spare.recycle(&self.pool, job);
@@ -131,15 +131,16 @@ impl Shared {
         // cost a quarter of this function on no-op tasks (under a fifth now:
         // the compiler still moves part of the result through the stack).
         let mut returned = MaybeUninit::<Result<Output, ProcessError>>::uninit();
+        ctx.recorder.begin();
         let caught = catch_unwind(AssertUnwindSafe(|| {
             returned.write(self.processor.process(&job.task, &attempt));
         }));
         let end = self.clock.raw();
         job.task.attempts = number;
-        let rec = &mut ctx.recorder;
+        let rec = &ctx.recorder;
         rec.served(self.clock.delta_as_nanos(start, end));
         if number == 1 {
-            rec.started += 1;
+            rec.started.add(1);
         }
         let result = match caught.map(|()| {
             // SAFETY: the closure returned normally, so its only statement,
@@ -199,7 +200,7 @@ impl Shared {
             Err(e) => {
                 let e = ProcessError::transient("store", e.to_string());
                 ctx.recorder.failure(e.class, &e.kind);
-                ctx.recorder.failed += 1;
+                ctx.recorder.failed.add(1);
                 self.observe(task, Outcome::Failed { error: &e });
                 return Claimed::Settled;
             }
@@ -210,7 +211,7 @@ impl Shared {
                 Claimed::Proceed
             }
             Claim::InFlight | Claim::Done(_) => {
-                ctx.recorder.duplicates += 1;
+                ctx.recorder.duplicates.add(1);
                 let output = match &claim {
                     Claim::Done(o) => o.as_deref(),
                     _ => None,
@@ -228,7 +229,7 @@ impl Shared {
                     ),
                 );
                 ctx.recorder.failure(e.class, &e.kind);
-                ctx.recorder.failed += 1;
+                ctx.recorder.failed.add(1);
                 self.observe(task, Outcome::Failed { error: &e });
                 Claimed::Settled
             }
@@ -245,7 +246,7 @@ impl Shared {
         ctx: &mut WorkerCtx,
     ) -> Result<Option<crate::idempotency::Recorded>, StoreError> {
         let idem = self.idem.as_ref().expect("called with idempotency on");
-        ctx.recorder.history_lookups += 1;
+        ctx.recorder.history_lookups.add(1);
         let reader = match &mut ctx.reader {
             Some(r) => r,
             None => ctx.reader.insert(idem.store.reader(&idem.processor)?),
@@ -255,7 +256,7 @@ impl Shared {
             // Done by this processor in an earlier run (a record of the key
             // for other parameters is a conflict, counted as such).
             if idem.table.fingerprint(&r.image_key, &r.size) == fingerprint {
-                ctx.recorder.history_hits += 1;
+                ctx.recorder.history_hits.add(1);
             }
         }
         Ok(recorded)
@@ -265,7 +266,7 @@ impl Shared {
     /// is recycled by the caller.
     fn succeed(&self, job: &mut Job, output: Output, end: u64, ctx: &mut WorkerCtx) {
         let Some(idem) = &self.idem else {
-            ctx.recorder.succeeded += 1;
+            ctx.recorder.succeeded.add(1);
             self.observe(&job.task, Outcome::Succeeded { output: &output });
             self.complete(job.submitted_at, end, ctx);
             return;
@@ -274,7 +275,7 @@ impl Shared {
             .finish(&job.task.idempotency_key, output.output_key.clone());
         let group = idem.group_commit;
         if !group {
-            ctx.recorder.succeeded += 1;
+            ctx.recorder.succeeded.add(1);
             self.observe(&job.task, Outcome::Succeeded { output: &output });
         }
         let submitted_at = job.submitted_at;
@@ -299,7 +300,7 @@ impl Shared {
     /// Step 4, retry: the job waits in the delay queue, not on this worker.
     fn schedule_retry(&self, mut job: Box<Job>, e: ProcessError, ctx: &mut WorkerCtx) {
         let number = job.task.attempts;
-        ctx.recorder.retried += 1;
+        ctx.recorder.retried.add(1);
         *ctx.recorder.retries_by_attempt.entry(number).or_insert(0) += 1;
         let delay = self.retry.delay(&job.task.idempotency_key, number);
         if log_enabled(Level::DEBUG) {
@@ -319,7 +320,7 @@ impl Shared {
     /// moves into its record; the emptied job's box is recycled by the caller.
     fn fail_for_good(&self, job: &mut Job, e: ProcessError, end: u64, ctx: &mut WorkerCtx) {
         let Some(idem) = &self.idem else {
-            ctx.recorder.failed += 1;
+            ctx.recorder.failed.add(1);
             self.observe(&job.task, Outcome::Failed { error: &e });
             self.complete(job.submitted_at, end, ctx);
             return;
@@ -329,7 +330,7 @@ impl Shared {
         }
         let group = idem.group_commit;
         if !group {
-            ctx.recorder.dead_lettered += 1;
+            ctx.recorder.dead_lettered.add(1);
             self.observe(&job.task, Outcome::DeadLettered { error: &e });
         }
         let now = unix_millis();
@@ -416,14 +417,14 @@ impl Shared {
             let task = &p.record.task;
             match (result, &p.dead) {
                 (Ok(()), None) => {
-                    rec.succeeded += 1;
+                    rec.succeeded.add(1);
                     let output = Output {
                         output_key: p.record.output_key.clone(),
                     };
                     self.observe(task, Outcome::Succeeded { output: &output });
                 }
                 (Ok(()), Some(d)) => {
-                    rec.dead_lettered += 1;
+                    rec.dead_lettered.add(1);
                     let e = ProcessError {
                         class: d.class,
                         kind: CompactString::from(d.kind.as_str()),
@@ -437,7 +438,7 @@ impl Shared {
                         format!("the task's record was not committed: {err}"),
                     );
                     rec.failure(e.class, &e.kind);
-                    rec.failed += 1;
+                    rec.failed.add(1);
                     self.observe(task, Outcome::Failed { error: &e });
                 }
             }

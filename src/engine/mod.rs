@@ -43,6 +43,7 @@
 mod builder;
 mod execute;
 mod job;
+mod live;
 mod observer;
 mod pool;
 mod report;
@@ -61,6 +62,7 @@ use crate::sync::Arc;
 
 pub use builder::EngineBuilder;
 pub(crate) use job::{Job, WorkerCtx};
+pub use live::{Live, LiveWorker};
 pub use observer::{Observer, Outcome};
 pub(crate) use shared::Shared;
 pub use shared::{Progress, ProgressHandle};
@@ -112,6 +114,11 @@ impl Engine {
         self.shared.progress()
     }
 
+    /// A live view of counts, workers and histograms (see [`Live`]).
+    pub fn live(&self) -> Live {
+        self.shared.live(self.started)
+    }
+
     /// When the engine started: the report's `elapsed_s` runs from here to
     /// the moment every task had completed, every record was committed and
     /// every engine thread was joined (before the report was built).
@@ -122,7 +129,10 @@ impl Engine {
     /// A handle that reads progress (and can stop admission) from another
     /// thread, also while [`shutdown`](Self::shutdown) drains.
     pub fn progress_handle(&self) -> ProgressHandle {
-        ProgressHandle(self.shared.clone())
+        ProgressHandle {
+            shared: self.shared.clone(),
+            started: self.started,
+        }
     }
 
     /// Stops admission without waiting: submissions fail with

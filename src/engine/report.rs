@@ -26,12 +26,12 @@ pub(super) fn build(
             index: exit.ctx.index,
             core: exit.core,
             tasks: r.completed(),
-            attempts: r.attempts,
-            steals: r.steals,
+            attempts: r.attempts.get(),
+            steals: r.steals.get(),
             busy_ratio: if exit.wall_ns == 0 {
                 0.0
             } else {
-                (r.busy_ns as f64 / exit.wall_ns as f64).min(1.0)
+                (r.busy_ns.get() as f64 / exit.wall_ns as f64).min(1.0)
             },
         });
     }
@@ -52,8 +52,8 @@ pub(super) fn build(
             bloom_bytes: idem.bloom.bytes(),
             cache_capacity: idem.cache_capacity,
             cache_entries: idem.table.len(),
-            lookups: merged.history_lookups,
-            lookup_hits: merged.history_hits,
+            lookups: merged.history_lookups.get(),
+            lookup_hits: merged.history_hits.get(),
             completed_by_writer: rec.completed(),
             writer,
         });
@@ -97,13 +97,13 @@ pub(super) fn build(
             admitted,
             rejected: full + closed,
             invalid: 0,
-            started: merged.started,
-            attempts: merged.attempts,
-            succeeded: merged.succeeded,
-            failed: merged.failed,
-            duplicates: merged.duplicates,
-            retried: merged.retried,
-            dead_lettered: merged.dead_lettered,
+            started: merged.started.get(),
+            attempts: merged.attempts.get(),
+            succeeded: merged.succeeded.get(),
+            failed: merged.failed.get(),
+            duplicates: merged.duplicates.get(),
+            retried: merged.retried.get(),
+            dead_lettered: merged.dead_lettered.get(),
         },
         rejections: Rejections { full, closed },
         failures: merged
@@ -131,7 +131,7 @@ pub(super) fn build(
             capacity: config.capacity,
             max: shared.admission.max_depth(),
             mean: if elapsed_s > 0.0 {
-                merged.residence_ns as f64 / 1e9 / elapsed_s
+                merged.residence_ns.get() as f64 / 1e9 / elapsed_s
             } else {
                 0.0
             },

@@ -13,12 +13,15 @@ use crate::idempotency::setup::Idem;
 use crate::processor::{ErrorClass, Processor};
 use crate::retry::{DelayQueue, RetryPolicy};
 use crate::scheduler::Scheduler;
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use crate::sync::{lock, Arc, CachePadded, Condvar, Mutex};
+use std::sync::Arc as StdArc;
+
+use crate::metrics::Tallies;
+use crate::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use crate::sync::{lock, Arc, Condvar, Mutex};
 use crate::task::Task;
 
 use super::submit::ProducerStats;
-use super::{execute, pool, Job, Observer, Outcome, WorkerCtx};
+use super::{execute, pool, Job, Live, Observer, Outcome, WorkerCtx};
 
 /// State shared by the engine handle, submitters, workers, the writer and the timer.
 pub(crate) struct Shared {
@@ -41,11 +44,11 @@ pub(crate) struct Shared {
     /// Set when the writer failed: admission is closed and tasks not yet run
     /// are failed unrecorded. Written once by the writer, read by workers.
     pub(super) storage_down: AtomicBool,
-    /// Completed tasks per worker, for live progress. Each slot is written only by
-    /// its worker (a plain store), read by [`Engine::progress`](super::Engine::progress).
-    pub(super) completed: Box<[CachePadded<AtomicU64>]>,
-    /// Tasks completed by the writer (group commit), for live progress.
-    pub(super) writer_completed: AtomicU64,
+    /// The live tallies of each worker (by index) and, last, of the writer
+    /// thread (group-commit completions). Each is written only by its
+    /// thread, read by [`Engine::progress`](super::Engine::progress) and
+    /// [`Engine::live`](super::Engine::live).
+    pub(super) tallies: Box<[StdArc<Tallies>]>,
     /// One counter block per submitter handle ever made.
     pub(crate) producers: Mutex<Vec<Arc<ProducerStats>>>,
     /// Set once drained, for `shutdown`'s timed wait.
@@ -62,7 +65,6 @@ impl Shared {
     pub(crate) fn complete(&self, submitted_at: u64, now: u64, ctx: &mut WorkerCtx) {
         ctx.recorder
             .complete(self.clock.delta_as_nanos(submitted_at, now));
-        self.completed[ctx.index].store(ctx.recorder.completed(), Relaxed);
         if ctx.release.add(&self.admission).is_some() {
             self.on_drained();
         }
@@ -92,8 +94,7 @@ impl Shared {
 
     pub(super) fn progress(&self) -> Progress {
         Progress {
-            completed: self.completed.iter().map(|c| c.load(Relaxed)).sum::<u64>()
-                + self.writer_completed.load(Relaxed),
+            completed: self.tallies.iter().map(|t| t.completed()).sum(),
             depth: self.admission.depth(),
             max_depth: self.admission.max_depth(),
         }
@@ -136,20 +137,33 @@ pub struct Progress {
     pub max_depth: usize,
 }
 
-/// Reads live [`Progress`] of an engine from any thread.
+/// Reads live [`Progress`] (and the fuller [`Live`] view) of an engine from
+/// any thread.
 #[derive(Clone)]
-pub struct ProgressHandle(pub(super) Arc<Shared>);
+pub struct ProgressHandle {
+    pub(super) shared: Arc<Shared>,
+    pub(super) started: std::time::Instant,
+}
 
 impl ProgressHandle {
     /// A live snapshot of progress.
     pub fn progress(&self) -> Progress {
-        self.0.progress()
+        self.shared.progress()
+    }
+
+    /// A live view of counts, workers and histograms (see [`Live`]); it
+    /// stays readable after the engine has shut down.
+    ///
+    /// It reads every worker's histograms (a few hundred KiB each): call it
+    /// when a monitor asks, not per task.
+    pub fn live(&self) -> Live {
+        self.shared.live(self.started)
     }
 
     /// Stops admission from any thread (for example a signal handler's thread):
     /// submissions fail with [`SubmitError::Closed`](super::SubmitError::Closed)
     /// from now on.
     pub fn close(&self) {
-        self.0.close();
+        self.shared.close();
     }
 }

@@ -76,7 +76,7 @@ impl WorkerHost for Shared {
 
     #[inline]
     fn stolen(ctx: &mut WorkerCtx) {
-        ctx.recorder.steals += 1;
+        ctx.recorder.steals.add(1);
     }
 
     #[inline]

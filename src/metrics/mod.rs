@@ -1,9 +1,12 @@
 //! Per-worker recorders, merged once at the end into the [`Report`].
 //!
-//! Each worker owns a `Recorder`: plain counters and two sample counts in HDR
+//! Each worker owns a `Recorder`: counters and two sample counts in HDR
 //! histogram layout (`Samples`: latency submit→completion, service
-//! start→end), touched only by that worker, so recording costs a few
-//! nanoseconds and no shared cache line. Shutdown joins
+//! start→end), written only by that worker, so recording costs a few
+//! nanoseconds and no shared cache line. The counters and histograms are
+//! single-writer atomics (`Tallies`: a relaxed load and store, the
+//! instructions of a plain increment), so a monitor reads them live
+//! ([`Live`](crate::engine::Live)) without the workers doing anything for it. Shutdown joins
 //! the workers and merges their recorders (`Recorder::merge`); the merged
 //! counters are by construction the sums of the per-worker ones, and each
 //! histogram holds one sample per completed task.
@@ -12,12 +15,14 @@
 //! depth over time is the sum of the time each task spent in the engine, so
 //! `mean depth = Σ residence / elapsed`, exact and free to compute.
 
+mod live;
 mod recorder;
 mod report;
 mod samples;
 pub use samples::Samples;
 mod summary;
 
+pub(crate) use live::Tallies;
 pub(crate) use recorder::Recorder;
 pub use report::{
     Counts, FailureCount, InvalidTask, Percentiles, QueueDepth, Rates, Rejections, Report,

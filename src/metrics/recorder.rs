@@ -1,89 +1,77 @@
 //! [`Recorder`]: one worker's counters and histograms.
 //!
-//! Invariant: a recorder is written only by its own worker; shutdown merges
+//! Invariant: a recorder is written only by its own worker (live readers only
+//! read its [`Tallies`]); shutdown merges
 //! them, so the merged counters are the sums of the per-worker ones and each
 //! latency histogram holds one sample per completed task.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use compact_str::CompactString;
 
-use super::samples::Samples;
+use super::live::Tallies;
 use crate::processor::ErrorClass;
 
 /// One worker's counters and histograms. Written only by its worker.
-#[derive(Clone)]
+///
+/// The counters and histograms read live are the shared [`Tallies`]
+/// (reached through `Deref`); what only the final report needs stays here.
 pub(crate) struct Recorder {
-    pub(crate) succeeded: u64,
-    pub(crate) failed: u64,
-    pub(crate) duplicates: u64,
-    pub(crate) retried: u64,
-    pub(crate) dead_lettered: u64,
-    /// Tasks whose processing began (claims won), first attempts only.
-    pub(crate) started: u64,
-    /// Processing attempts, retries included.
-    pub(crate) attempts: u64,
-    /// Batches this worker stole from sibling workers.
-    pub(crate) steals: u64,
-    /// Nanoseconds spent executing tasks.
-    pub(crate) busy_ns: u64,
-    /// Σ (completion − submit) over completed tasks, for Little's law.
-    pub(crate) residence_ns: u128,
+    /// Counters and histograms, shared with live readers.
+    pub(crate) live: Arc<Tallies>,
     /// Failures by (class, kind): final ones and retried ones alike.
     pub(crate) failures: BTreeMap<(ErrorClass, CompactString), u64>,
     /// Retries scheduled, by the attempt number that failed (1-based).
     pub(crate) retries_by_attempt: BTreeMap<u32, u64>,
     /// Σ time tasks waited in the retry queue, nanoseconds.
     pub(crate) retry_wait_ns: u128,
-    /// Hot-cache misses the Bloom filter could not rule out (store lookups).
-    pub(crate) history_lookups: u64,
-    /// Lookups that found the key recorded.
-    pub(crate) history_hits: u64,
-    pub(crate) latency: Samples,
-    pub(crate) service: Samples,
+}
+
+impl Deref for Recorder {
+    type Target = Tallies;
+
+    fn deref(&self) -> &Tallies {
+        &self.live
+    }
 }
 
 impl Recorder {
+    /// A recorder whose tallies nobody else reads.
     pub(crate) fn new() -> Self {
+        Recorder::with(Arc::default())
+    }
+
+    /// A recorder writing into `live`, which others may read.
+    pub(crate) fn with(live: Arc<Tallies>) -> Self {
         Recorder {
-            succeeded: 0,
-            failed: 0,
-            duplicates: 0,
-            retried: 0,
-            dead_lettered: 0,
-            started: 0,
-            attempts: 0,
-            steals: 0,
-            busy_ns: 0,
-            residence_ns: 0,
+            live,
             failures: BTreeMap::new(),
             retries_by_attempt: BTreeMap::new(),
             retry_wait_ns: 0,
-            history_lookups: 0,
-            history_hits: 0,
-            latency: Samples::new(),
-            service: Samples::new(),
         }
-    }
-
-    /// Tasks this recorder saw complete (one histogram sample each).
-    pub(crate) fn completed(&self) -> u64 {
-        self.succeeded + self.failed + self.duplicates + self.dead_lettered
     }
 
     /// Records the end of a task's stay in the engine: one latency sample.
     #[inline]
-    pub(crate) fn complete(&mut self, latency_ns: u64) {
-        self.latency.record(latency_ns);
-        self.residence_ns += u128::from(latency_ns);
+    pub(crate) fn complete(&self, latency_ns: u64) {
+        self.latency.record_owned(latency_ns);
+        self.residence_ns.add(latency_ns);
+    }
+
+    /// Records the start of a processing attempt.
+    #[inline]
+    pub(crate) fn begin(&self) {
+        self.begun.add(1);
     }
 
     /// Records one processing attempt's service time.
     #[inline]
-    pub(crate) fn served(&mut self, service_ns: u64) {
-        self.service.record(service_ns);
-        self.busy_ns += service_ns;
-        self.attempts += 1;
+    pub(crate) fn served(&self, service_ns: u64) {
+        self.service.record_owned(service_ns);
+        self.busy_ns.add(service_ns);
+        self.attempts.add(1);
     }
 
     /// Counts a failed attempt by class and kind.
@@ -94,18 +82,27 @@ impl Recorder {
             .or_insert(0) += 1;
     }
 
-    /// Adds `other` into `self`.
+    /// Adds `other` into `self` (both owned by the calling thread, or their
+    /// owners joined).
     pub(crate) fn merge(&mut self, other: &Recorder) {
-        self.succeeded += other.succeeded;
-        self.failed += other.failed;
-        self.duplicates += other.duplicates;
-        self.retried += other.retried;
-        self.dead_lettered += other.dead_lettered;
-        self.started += other.started;
-        self.attempts += other.attempts;
-        self.steals += other.steals;
-        self.busy_ns += other.busy_ns;
-        self.residence_ns += other.residence_ns;
+        let (a, b) = (&*self.live, &*other.live);
+        for (x, y) in [
+            (&a.succeeded, &b.succeeded),
+            (&a.failed, &b.failed),
+            (&a.duplicates, &b.duplicates),
+            (&a.retried, &b.retried),
+            (&a.dead_lettered, &b.dead_lettered),
+            (&a.started, &b.started),
+            (&a.begun, &b.begun),
+            (&a.attempts, &b.attempts),
+            (&a.steals, &b.steals),
+            (&a.busy_ns, &b.busy_ns),
+            (&a.residence_ns, &b.residence_ns),
+            (&a.history_lookups, &b.history_lookups),
+            (&a.history_hits, &b.history_hits),
+        ] {
+            x.add(y.get());
+        }
         for (k, v) in &other.failures {
             *self.failures.entry(k.clone()).or_insert(0) += v;
         }
@@ -113,10 +110,9 @@ impl Recorder {
             *self.retries_by_attempt.entry(*k).or_insert(0) += v;
         }
         self.retry_wait_ns += other.retry_wait_ns;
-        self.history_lookups += other.history_lookups;
-        self.history_hits += other.history_hits;
-        self.latency.add(&other.latency);
-        self.service.add(&other.service);
+        let live = Arc::get_mut(&mut self.live).expect("a merged recorder is not shared");
+        live.latency.add(&other.latency);
+        live.service.add(&other.service);
     }
 }
 
@@ -129,9 +125,9 @@ mod tests {
     fn merge_adds_counts_and_samples() {
         let mut a = Recorder::new();
         let mut b = Recorder::new();
-        a.succeeded = 3;
-        b.succeeded = 4;
-        b.duplicates = 1;
+        a.succeeded.add(3);
+        b.succeeded.add(4);
+        b.duplicates.add(1);
         for ns in [1_000, 2_000, 3_000] {
             a.complete(ns);
         }
@@ -143,7 +139,7 @@ mod tests {
         let mut m = Recorder::new();
         m.merge(&a);
         m.merge(&b);
-        assert_eq!(m.succeeded, 7);
+        assert_eq!(m.succeeded.get(), 7);
         assert_eq!(m.completed(), 8);
         assert_eq!(m.latency.len(), 8);
         assert_eq!(m.failures[&(ErrorClass::Transient, "timeout".into())], 2);

@@ -6,6 +6,8 @@
 //! counts, percentiles, mean, minimum and maximum); the tests below check
 //! it against `hdrhistogram` itself.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use hdrhistogram::Histogram;
 
 /// Longest latency a histogram records exactly: one hour, in nanoseconds.
@@ -78,6 +80,18 @@ mod layout {
     }
 }
 
+/// The counter `value` nanoseconds go to: 0 as 1, and past the last counter
+/// as one hour, as `saturating_record` does.
+#[inline]
+fn counter_for(value: u64) -> usize {
+    let value = if value > layout::LAST {
+        MAX_TRACKABLE_NS
+    } else {
+        value.max(1)
+    };
+    layout::index_for(value)
+}
+
 /// Samples counted in the layout of an HDR histogram, without its per-sample
 /// bookkeeping.
 ///
@@ -95,6 +109,13 @@ mod layout {
 /// Public so that a harness timing something other than the engine (the
 /// benchmark's baseline ports) records latency exactly as the engine does.
 ///
+/// The counters are atomics with one writer: `record` is a relaxed load and
+/// store (the same instructions as a plain increment on x86-64 and AArch64,
+/// no locked read-modify-write), so another thread can read a live copy
+/// ([`snapshot`](Self::snapshot)) while the owner records. A live read is a
+/// racy view: each counter is one the owner wrote, not all from one instant.
+/// These atomics synchronise nothing, so they are `std`'s even under loom.
+///
 /// # Examples
 ///
 /// ```
@@ -107,9 +128,14 @@ mod layout {
 /// assert_eq!(p.count, 3);
 /// assert!((p.p50 - 2.0).abs() < 0.01); // milliseconds
 /// ```
-#[derive(Clone)]
 pub struct Samples {
-    counts: Box<[u64]>,
+    counts: Box<[AtomicU64]>,
+}
+
+impl Clone for Samples {
+    fn clone(&self) -> Self {
+        self.snapshot()
+    }
 }
 
 impl Default for Samples {
@@ -122,33 +148,105 @@ impl Samples {
     /// No samples.
     pub fn new() -> Self {
         Samples {
-            counts: vec![0; layout::LEN].into_boxed_slice(),
+            counts: (0..layout::LEN).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
     /// Counts `value` nanoseconds: 0 as 1, and past the last counter as one
     /// hour, as `saturating_record` does.
+    ///
+    /// `&mut self`: one thread records into a `Samples`. Others may read it
+    /// meanwhile through a shared reference ([`snapshot`](Self::snapshot)).
     #[inline]
     pub fn record(&mut self, value: u64) {
-        let value = if value > layout::LAST {
-            MAX_TRACKABLE_NS
-        } else {
-            value.max(1)
-        };
-        self.counts[layout::index_for(value)] += 1;
+        *self.counts[counter_for(value)].get_mut() += 1;
+    }
+
+    /// Records `value` through a shared reference, for a recorder shared
+    /// with its live readers. The caller must be the only thread that
+    /// records into these samples (each counter has one writer); readers
+    /// only read.
+    #[inline]
+    pub(crate) fn record_owned(&self, value: u64) {
+        let c = &self.counts[counter_for(value)];
+        // One writer: a load and a store, not a locked add.
+        c.store(c.load(Relaxed) + 1, Relaxed);
     }
 
     /// Samples counted.
-    #[cfg(all(test, not(feature = "loom")))]
-    pub(crate) fn len(&self) -> u64 {
-        self.counts.iter().sum()
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s = taskq::metrics::Samples::new();
+    /// s.record(5);
+    /// s.record(7);
+    /// assert_eq!(s.len(), 2);
+    /// ```
+    pub fn len(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// No samples counted.
+    pub fn is_empty(&self) -> bool {
+        self.counts.iter().all(|c| c.load(Relaxed) == 0)
     }
 
     /// Adds `other`'s counts to these.
     pub fn add(&mut self, other: &Samples) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
-            *a += b;
+            *a.get_mut() += b.load(Relaxed);
         }
+    }
+
+    /// A copy of the counts as they are now (callable while another thread
+    /// records).
+    pub fn snapshot(&self) -> Samples {
+        Samples {
+            counts: self
+                .counts
+                .iter()
+                .map(|c| AtomicU64::new(c.load(Relaxed)))
+                .collect(),
+        }
+    }
+
+    /// How many samples are at most each of `bounds_ns` (ascending), as a
+    /// Prometheus histogram's cumulative buckets count them. A sample is
+    /// counted under a bound when the lowest value of its counter is at most
+    /// the bound, so a count is exact to the histogram's precision (three
+    /// significant figures: 0.1%).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s = taskq::metrics::Samples::new();
+    /// for ns in [500, 1_500, 1_500_000] {
+    ///     s.record(ns);
+    /// }
+    /// assert_eq!(s.cumulative(&[1_000, 1_000_000, 10_000_000]), vec![1, 2, 3]);
+    /// ```
+    pub fn cumulative(&self, bounds_ns: &[u64]) -> Vec<u64> {
+        let mut out = vec![0u64; bounds_ns.len()];
+        for (i, c) in self.counts.iter().enumerate() {
+            let n = c.load(Relaxed);
+            if n == 0 {
+                continue;
+            }
+            let v = layout::value_for(i);
+            // The first bound at or above this counter's value; every bound
+            // after it counts the samples too (summed below).
+            let first = bounds_ns.partition_point(|&b| b < v);
+            if let Some(slot) = out.get_mut(first) {
+                *slot += n;
+            }
+        }
+        let mut running = 0;
+        for slot in &mut out {
+            running += *slot;
+            *slot = running;
+        }
+        out
     }
 
     /// The percentiles of these samples, in milliseconds.
@@ -159,7 +257,8 @@ impl Samples {
     /// The HDR histogram of these samples.
     pub(crate) fn to_histogram(&self) -> Histogram<u64> {
         let mut h = new_histogram();
-        for (i, &n) in self.counts.iter().enumerate() {
+        for (i, c) in self.counts.iter().enumerate() {
+            let n = c.load(Relaxed);
             if n > 0 {
                 h.record_n(layout::value_for(i), n)
                     .expect("a counter's value lies in the histogram's range");

@@ -203,6 +203,10 @@ pub struct WorkerArgs {
     /// Write the node's JSON report here when it stops.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// Serve the node's live metrics (Prometheus text format, a `node`
+    /// label on every series) at http://HOST:PORT/metrics.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// The simulated processor.
     #[command(flatten)]
     pub simulated: SimulatedArgs,
@@ -715,6 +719,10 @@ pub struct RunArgs {
     /// Append `key<TAB>outcome` for every task the moment it is reported done.
     #[arg(long, value_name = "PATH")]
     pub done_log: Option<PathBuf>,
+    /// Serve live metrics (Prometheus text format) at http://HOST:PORT/metrics
+    /// while the run lasts.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
     /// Largest accepted input record, in bytes.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_record_bytes: usize,
@@ -913,6 +921,7 @@ impl RunArgs {
             object_store: self.object_store.clone(),
             tasks_in_store,
             seed_images: self.seed_images,
+            metrics_addr: self.metrics_addr.clone(),
         })
     }
 }

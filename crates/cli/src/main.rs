@@ -172,7 +172,21 @@ fn run() -> anyhow::Result<ExitCode> {
                     .and_then(|_| signal_hook::flag::register(signal, stop.clone()))
                     .context("cannot install signal handlers")?;
             }
-            let report = taskq_pg::worker::run(&args.pg.pg, processor, &options, &stop)?;
+            // Bound before the node registers: a bad address fails first.
+            let mut metrics = args
+                .metrics_addr
+                .as_deref()
+                .map(taskq_cli::metrics::MetricsEndpoint::bind)
+                .transpose()?;
+            let mut serving = Ok(());
+            let report =
+                taskq_pg::worker::run_watched(&args.pg.pg, processor, &options, &stop, |view| {
+                    if let Some(endpoint) = &mut metrics {
+                        serving = endpoint.serve(taskq_cli::metrics::Source::Node(view));
+                        endpoint.announce();
+                    }
+                })?;
+            serving?;
             let s = &report.settled;
             writeln!(
                 std::io::stdout().lock(),

@@ -31,6 +31,7 @@ use crate::input::InputError;
 use crate::input::{
     open_path_as, precheck_path_as, source_name, InputFormat, ReaderOptions, Record,
 };
+use crate::metrics::{MetricsEndpoint, Source};
 use crate::store::{download, StoreLocation};
 use taskq::config::EngineConfig;
 use taskq::engine::{Engine, Observer, Outcome, ProgressHandle, SubmitError, Submitter};
@@ -130,6 +131,9 @@ pub struct RunConfig {
     /// When `tasks` does not exist yet, first write this many sample images
     /// and their task file into the object store.
     pub seed_images: Option<u64>,
+    /// Serve the live values at `http://ADDR/metrics` while the run lasts
+    /// (`HOST:PORT`, bound before any work starts).
+    pub metrics_addr: Option<String>,
 }
 
 impl RunConfig {
@@ -149,6 +153,7 @@ impl RunConfig {
             object_store: None,
             tasks_in_store: false,
             seed_images: None,
+            metrics_addr: None,
         }
     }
 
@@ -450,6 +455,11 @@ pub fn run(config: &RunConfig) -> Result<Report, RunError> {
 /// As [`run`].
 pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, RunError> {
     config.validate()?;
+    let mut metrics = config
+        .metrics_addr
+        .as_deref()
+        .map(MetricsEndpoint::bind)
+        .transpose()?;
     // An S3 store is opened (and its bucket checked) before anything else.
     let s3 = match &config.object_store {
         Some(StoreLocation::S3(location)) => Some(StoreLocation::open_s3(location)?),
@@ -476,6 +486,10 @@ pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, Run
         builder = builder.observer(DoneLog::open(path)?);
     }
     let engine = builder.start(processor.clone())?;
+    if let Some(endpoint) = &mut metrics {
+        endpoint.serve(Source::Run(engine.progress_handle()))?;
+        endpoint.announce();
+    }
 
     let progress = config
         .progress

@@ -53,7 +53,10 @@ use std::time::{Duration, Instant};
 use postgres::fallible_iterator::FallibleIterator;
 use serde::Serialize;
 use taskq::engine::Outcome;
-use taskq::{Durability, Engine, EngineConfig, ErrorClass, Processor, Report, RetryPolicy, Task};
+use taskq::{
+    Durability, Engine, EngineConfig, ErrorClass, Processor, ProgressHandle, Report, RetryPolicy,
+    Task,
+};
 
 use crate::link::{Link, Setup};
 use crate::node::{self, Rescued, Settle, Settled};
@@ -221,6 +224,8 @@ struct State {
     wake: (Mutex<bool>, Condvar),
     first_error: Mutex<Option<PgError>>,
     declared_dead: AtomicU64,
+    /// Tasks claimed so far (written by the claimer, read by a [`NodeView`]).
+    claimed: AtomicU64,
     node_ids: Mutex<Vec<i64>>,
     /// Cancels the janitor's vacuum at a stop.
     vacuum_cancel: Mutex<Option<postgres::CancelToken>>,
@@ -271,6 +276,73 @@ impl State {
     }
 }
 
+/// A running node seen from another thread: its local engine's live view
+/// and what the node holds. Cheap to clone; every read is a racy snapshot.
+#[derive(Clone)]
+pub struct NodeView {
+    state: Arc<State>,
+    engine: ProgressHandle,
+    reconnects: Arc<AtomicU64>,
+    capacity: usize,
+    processor: String,
+}
+
+impl NodeView {
+    /// The id the node claims under now (it changes when the node is
+    /// declared dead and registers again).
+    pub fn node_id(&self) -> i64 {
+        self.state.node.load(Ordering::SeqCst)
+    }
+
+    /// The first id this node registered under (stable for its whole run).
+    pub fn first_node_id(&self) -> i64 {
+        lock(&self.state.node_ids)
+            .first()
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The processor whose tasks the node claims.
+    pub fn processor(&self) -> &str {
+        &self.processor
+    }
+
+    /// The local engine, for its live view.
+    pub fn engine(&self) -> &ProgressHandle {
+        &self.engine
+    }
+
+    /// Claims held now: claimed, not yet written back or handed back.
+    pub fn held(&self) -> usize {
+        lock(&self.state.held).len()
+    }
+
+    /// The most claims the node holds at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Tasks claimed so far.
+    pub fn claimed(&self) -> u64 {
+        self.state.claimed.load(Ordering::Relaxed)
+    }
+
+    /// Time since the node last wrote its heartbeat.
+    pub fn since_heartbeat(&self) -> Duration {
+        self.state.since_beat()
+    }
+
+    /// Times the node was declared dead and registered again.
+    pub fn declared_dead(&self) -> u64 {
+        self.state.declared_dead.load(Ordering::SeqCst)
+    }
+
+    /// Connections lost and made again, all threads together.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::SeqCst)
+    }
+}
+
 /// Runs a node until `stop` is set, the queue is empty (with
 /// `exit_when_empty`), or the server stays unreachable for
 /// `give_up_after`.
@@ -286,6 +358,23 @@ pub fn run(
     processor: Arc<dyn Processor>,
     options: &WorkerOptions,
     stop: &AtomicBool,
+) -> Result<WorkerReport, PgError> {
+    run_watched(url, processor, options, stop, |_| {})
+}
+
+/// Like [`run`], handing `watch` a [`NodeView`] once the node has registered
+/// and its engine runs (before the first claim), for a monitor on another
+/// thread.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_watched(
+    url: &str,
+    processor: Arc<dyn Processor>,
+    options: &WorkerOptions,
+    stop: &AtomicBool,
+    watch: impl FnOnce(NodeView),
 ) -> Result<WorkerReport, PgError> {
     let reconnects = Arc::new(AtomicU64::new(0));
     let give_up = options.give_up_after;
@@ -326,6 +415,7 @@ pub fn run(
         wake: (Mutex::new(false), Condvar::new()),
         first_error: Mutex::new(None),
         declared_dead: AtomicU64::new(0),
+        claimed: AtomicU64::new(0),
         node_ids: Mutex::new(vec![node_id]),
         vacuum_cancel: Mutex::new(None),
     });
@@ -419,6 +509,14 @@ pub fn run(
         )?
     };
 
+    watch(NodeView {
+        state: state.clone(),
+        engine: engine.progress_handle(),
+        reconnects: reconnects.clone(),
+        capacity,
+        processor: name.clone(),
+    });
+
     // The claimer.
     let submitter = engine.submitter();
     let mut claimed = 0u64;
@@ -460,6 +558,7 @@ pub fn run(
             let n = got.len();
             lock(&state.held).extend(got.iter().map(|c| (c.id, c.attempt)));
             claimed += n as u64;
+            state.claimed.store(claimed, Ordering::Relaxed);
             for c in got {
                 // The processor sees the queue's attempt number.
                 let task = c

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod dlq_cli;
 mod hostile_input;
+mod metrics;
 mod parser_props;
 mod pg;
 mod pg_dlq;
