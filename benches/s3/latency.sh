@@ -14,12 +14,13 @@
 #
 #   benches/s3/latency.sh [--rounds R] [--images N] [--delay-ms D] [--workers W] [--taskq BIN] [--proxy BIN]
 #
-# Defaults: R=5, N=200, D=20, W=8 (the run's default). The S3 server is
+# Defaults: R=5, N=200, D=20, W unset: each run's own default (8 workers
+# for the local store, 8 per core for S3). The S3 server is
 # moto's (pip install 'moto[server]'), started on a free port; it runs on
 # the same machine, so its own CPU time counts against the S3 runs.
 set -euo pipefail
 
-rounds=5 images=200 delay=20 workers=8
+rounds=5 images=200 delay=20 workers=
 taskq="${TASKQ_BIN:-target/release/taskq}"
 proxy="target/release/examples/fault-proxy"
 while [[ $# -gt 0 ]]; do
@@ -59,14 +60,14 @@ AWS_ENDPOINT_URL="$direct" "$taskq" seed-images --store "s3://$bucket/p" --count
 "$taskq" seed-images --store "$out/local" --count "$images" --seed 3
 
 grep -m1 "model name" /proc/cpuinfo | sed 's/.*: /cpu: /'
-echo "cores: $(nproc); images: $images; tasks: $((images * 2)); workers: $workers; delay: ${delay} ms"
+echo "cores: $(nproc); images: $images; tasks: $((images * 2)); workers: ${workers:-default}; delay: ${delay} ms"
 
 # One run; prints thumbnails/s.
 one() {
     local store="$1" endpoint="$2"
     rm -f "$out/t.db" "$out/t.db-wal" "$out/t.db-shm"
     AWS_ENDPOINT_URL="$endpoint" "$taskq" run --processor thumbnail --store "$store" \
-        --db "$out/t.db" --tasks "$out/local/tasks.json" --workers "$workers" \
+        --db "$out/t.db" --tasks "$out/local/tasks.json" ${workers:+--workers "$workers"} \
         --no-progress --report "$out/r.json" > "$out/run.txt" 2>&1 \
         || { cat "$out/run.txt" >&2; exit 1; }
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["counts"]["succeeded"] == r["counts"]["submitted"], r["counts"]; print("%.1f" % r["processor"]["items_per_s"])' "$out/r.json"
