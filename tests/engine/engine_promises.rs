@@ -563,3 +563,85 @@ fn bad_settings_are_refused_before_start() {
         );
     }
 }
+
+/// The live view reads the recorders the report merges: read while the
+/// engine runs its counts only grow, and read after shutdown they equal the
+/// report's, in both durability modes (group commit completes tasks on the
+/// writer thread, whose tallies the view includes).
+#[test]
+fn the_live_view_ends_equal_to_the_report() {
+    for durability in [taskq::Durability::Batch, taskq::Durability::GroupCommit] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EngineConfig {
+            workers: 3,
+            capacity: 32,
+            store: Some(taskq::StoreConfig {
+                durability,
+                ..taskq::StoreConfig::new(dir.path().join("t.db"))
+            }),
+            retry: taskq::RetryPolicy {
+                max_retries: 2,
+                backoff_base_ms: 1,
+                backoff_max_ms: 2,
+                seed: 3,
+            },
+            ..Default::default()
+        };
+        let processor = taskq::Simulated::new(taskq::SimulatedConfig {
+            latency_ms: 0.0,
+            transient_rate: 0.2,
+            permanent_rate: 0.05,
+            seed: 3,
+            ..Default::default()
+        })
+        .unwrap();
+        let engine = Engine::start(config, processor).unwrap();
+        let live = engine.progress_handle();
+        let reader = {
+            let live = live.clone();
+            thread::spawn(move || {
+                let mut last = 0;
+                for _ in 0..200 {
+                    let view = live.live();
+                    let done = view.counts.completed();
+                    assert!(done >= last, "completed went from {last} to {done}");
+                    assert!(view.depth <= view.capacity);
+                    last = done;
+                    thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
+        let s = engine.submitter();
+        for i in 0..3000 {
+            // 2500 keys: 500 repeats.
+            s.submit(
+                Task::new(&format!("img/{}.jpg", i % 2500), "200x200".parse().unwrap()).unwrap(),
+            )
+            .unwrap();
+        }
+        drop(s);
+        reader.join().unwrap();
+        let report = engine.shutdown();
+        let view = live.live();
+        let mut counts = report.counts.clone();
+        counts.invalid = 0;
+        assert_eq!(view.counts, counts, "{durability:?}");
+        assert!(counts.retried > 0 && counts.dead_lettered > 0 && counts.duplicates > 0);
+        assert_eq!(view.latency.len(), report.latency_ms.count);
+        assert_eq!(view.service.len(), report.service_ms.count);
+        assert_eq!(view.depth, 0);
+        assert_eq!(view.max_depth, report.queue_depth.max);
+        assert!(view.closed);
+        let tasks: Vec<u64> = view.workers.iter().map(|w| w.tasks).collect();
+        let reported: Vec<u64> = report.workers.iter().map(|w| w.tasks).collect();
+        assert_eq!(tasks, reported);
+        assert!(view.workers.iter().all(|w| !w.busy));
+        assert_eq!(
+            view.completed_by_writer,
+            report.store.as_ref().unwrap().completed_by_writer
+        );
+        if durability == taskq::Durability::GroupCommit {
+            assert!(view.completed_by_writer > 0);
+        }
+    }
+}
