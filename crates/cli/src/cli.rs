@@ -85,6 +85,33 @@ pub enum Command {
     /// Show the PostgreSQL queue: tasks by state, the oldest available
     /// task's age, retries, dead letters, and each node's heartbeat.
     Status(StatusArgs),
+    /// Serve a web page over the PostgreSQL queue: counts and rates, nodes,
+    /// dead letters (retry, purge), a task by key. Listens on 127.0.0.1
+    /// unless told otherwise; any other address needs --auth-token.
+    Dashboard(DashboardArgs),
+}
+
+/// `taskq dashboard`.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// The queue.
+    #[command(flatten)]
+    pub pg: PgArgs,
+    /// Where to listen, `HOST:PORT`.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    pub addr: String,
+    /// The token every request must carry (`Authorization: Bearer TOKEN`, or
+    /// open `/?token=TOKEN` once); required to listen off loopback.
+    #[arg(
+        long,
+        env = "TASKQ_DASHBOARD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+    /// Show the queue only: no retry or purge (POSTs are refused).
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 /// The PostgreSQL queue to use.

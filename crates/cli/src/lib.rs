@@ -1,5 +1,6 @@
 //! The `taskq` command line, as a library so that its end-to-end tests and
-//! the fuzz target reach its parts: [`cli`] (the arguments), [`flags`] (each
+//! the fuzz target reach its parts: [`cli`] (the arguments), [`dashboard`] (the web page over the
+//! shared queue), [`flags`] (each
 //! setting's flag), [`input`] (the streaming task-file reader), [`runner`]
 //! (a run of a task file, from settings to report), [`metrics`] (`--metrics-addr`:
 //! the Prometheus endpoint), [`store`] (`--store`: a
@@ -7,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod dashboard;
 pub mod dlq;
 pub mod flags;
 pub mod input;

@@ -248,6 +248,31 @@ fn run() -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dashboard(args) => {
+            let dashboard =
+                taskq_cli::dashboard::Dashboard::bind(&taskq_cli::dashboard::DashboardOptions {
+                    url: args.pg.pg.clone(),
+                    addr: args.addr.clone(),
+                    token: args.auth_token.clone(),
+                    read_only: args.read_only,
+                })
+                .map_err(|e| match e {
+                    taskq_cli::dashboard::DashboardError::Config(e) => anyhow::Error::from(e),
+                    taskq_cli::dashboard::DashboardError::Queue(e) => anyhow::Error::from(e),
+                })?;
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(signal, stop.clone())
+                    .context("cannot install signal handlers")?;
+            }
+            eprintln!(
+                "taskq: dashboard at http://{}/{}",
+                dashboard.local_addr(),
+                if args.read_only { " (read-only)" } else { "" }
+            );
+            dashboard.serve(&stop);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::SeedImages(args) => {
             let options = args.to_options();
             options.validate()?;

@@ -145,7 +145,7 @@ pub fn status(url: &str) -> Result<Status, PgCommandError> {
 ///
 /// The server cannot be reached, the database holds no queue, or its
 /// schema is newer than this build.
-fn existing(url: &str) -> Result<Queue, PgCommandError> {
+pub(crate) fn existing(url: &str) -> Result<Queue, PgCommandError> {
     let mut queue = Queue::connect(url)?;
     match schema::version(&mut queue)? {
         0 => Err(PgCommandError::NoQueue(queue.target().to_string())),

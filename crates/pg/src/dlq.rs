@@ -64,18 +64,93 @@ pub struct DeadTask {
 pub enum Selection<'a> {
     /// Those of this idempotency key (one per processor at most).
     Key(&'a str),
+    /// Those with these row ids ([`DeadTask::id`]): a selection made from a
+    /// listing. Ids that are no longer dead are skipped.
+    Ids(&'a [i64]),
     /// All of them.
     All,
 }
 
 impl<'a> Selection<'a> {
-    /// The key, or `None` for all.
+    /// The key, or `None` for all keys.
     pub fn key(self) -> Option<&'a str> {
         match self {
             Selection::Key(k) => Some(k),
-            Selection::All => None,
+            Selection::Ids(_) | Selection::All => None,
         }
     }
+
+    /// The row ids, or `None` for any row.
+    pub fn ids(self) -> Option<Vec<i64>> {
+        match self {
+            Selection::Ids(ids) => Some(ids.to_vec()),
+            Selection::Key(_) | Selection::All => None,
+        }
+    }
+}
+
+/// At most `limit` dead tasks, oldest first, of error class `class` and
+/// with `key_contains` in their idempotency key (each filter only when
+/// given), and how many match in all.
+///
+/// # Errors
+///
+/// [`PgError::Query`] when a statement fails.
+pub fn list_matching(
+    queue: &mut Queue,
+    class: Option<&str>,
+    key_contains: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<DeadTask>, i64), PgError> {
+    queue.count(2);
+    const WHERE: &str = "state = 'dead'
+               AND ($1::text IS NULL OR last_error_class = $1)
+               AND ($2::text IS NULL OR strpos(idempotency_key, $2) > 0)";
+    let total: i64 = queue
+        .client()
+        .query_one(
+            &format!("SELECT count(*) FROM taskq_tasks WHERE {WHERE}"),
+            &[&class, &key_contains],
+        )
+        .and_then(|r| r.try_get(0))
+        .map_err(queue.err("cannot count dead tasks"))?;
+    let rows = queue
+        .client()
+        .query(
+            &format!(
+                "SELECT id, processor, idempotency_key, task_id, image_key, size, attempt,
+                        max_attempts, last_error_class, last_error_kind, last_error,
+                        to_char(finalized_at AT TIME ZONE 'UTC',
+                                'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')
+                 FROM taskq_tasks WHERE {WHERE}
+                 ORDER BY finalized_at, id LIMIT $3"
+            ),
+            &[&class, &key_contains, &limit],
+        )
+        .map_err(queue.err("cannot list dead tasks"))?;
+    let tasks = rows
+        .iter()
+        .map(dead_task)
+        .collect::<Result<Vec<_>, postgres::Error>>()
+        .map_err(queue.err("cannot read dead tasks"))?;
+    Ok((tasks, total))
+}
+
+fn dead_task(r: &postgres::Row) -> Result<DeadTask, postgres::Error> {
+    Ok(DeadTask {
+        id: r.try_get(0)?,
+        processor: r.try_get(1)?,
+        idempotency_key: r.try_get(2)?,
+        task_id: r.try_get(3)?,
+        image_key: r.try_get(4)?,
+        size: r.try_get(5)?,
+        attempts: r.try_get(6)?,
+        max_attempts: r.try_get(7)?,
+        error_class: r.try_get(8)?,
+        error_kind: r.try_get(9)?,
+        error: r.try_get(10)?,
+        finalized_at: r.try_get(11)?,
+    })
 }
 
 /// The selected dead tasks (all, or one key's), of every processor or of
@@ -107,22 +182,7 @@ pub fn list(
         )
         .map_err(queue.err("cannot list dead tasks"))?;
     rows.iter()
-        .map(|r| {
-            Ok(DeadTask {
-                id: r.try_get(0)?,
-                processor: r.try_get(1)?,
-                idempotency_key: r.try_get(2)?,
-                task_id: r.try_get(3)?,
-                image_key: r.try_get(4)?,
-                size: r.try_get(5)?,
-                attempts: r.try_get(6)?,
-                max_attempts: r.try_get(7)?,
-                error_class: r.try_get(8)?,
-                error_kind: r.try_get(9)?,
-                error: r.try_get(10)?,
-                finalized_at: r.try_get(11)?,
-            })
-        })
+        .map(dead_task)
         .collect::<Result<Vec<_>, postgres::Error>>()
         .map_err(queue.err("cannot read dead tasks"))
 }
@@ -164,10 +224,17 @@ pub fn retry(
                  WHERE state = 'dead'
                    AND ($1::text IS NULL OR idempotency_key = $1)
                    AND ($2::text IS NULL OR processor = $2)
+                   AND ($5::bigint[] IS NULL OR id = ANY($5))
                  RETURNING id),
              n AS (SELECT count(*) AS n FROM requeued)
              SELECT n.n, CASE WHEN n.n > 0 THEN pg_notify($3, $4)::text END FROM n",
-            &[&selection.key(), &processor, &CHANNEL, &payload],
+            &[
+                &selection.key(),
+                &processor,
+                &CHANNEL,
+                &payload,
+                &selection.ids(),
+            ],
         )
         .and_then(|r| r.try_get(0))
         .map_err(queue.err("cannot re-queue dead tasks"))?;
@@ -196,10 +263,11 @@ pub fn purge(
                  WHERE state = 'dead'
                    AND ($1::text IS NULL OR idempotency_key = $1)
                    AND ($2::text IS NULL OR processor = $2)
+                   AND ($3::bigint[] IS NULL OR id = ANY($3))
                  FOR UPDATE SKIP LOCKED)
              DELETE FROM taskq_tasks t USING doomed
              WHERE t.id = doomed.id AND t.state = 'dead'",
-            &[&selection.key(), &processor],
+            &[&selection.key(), &processor, &selection.ids()],
         )
         .map_err(queue.err("cannot purge dead tasks"))
 }

@@ -174,3 +174,89 @@ impl fmt::Display for Status {
         Ok(())
     }
 }
+
+/// One task of the queue, found by its idempotency key.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskRow {
+    /// Row id.
+    pub id: i64,
+    /// The processor's record name.
+    pub processor: String,
+    /// The idempotency key.
+    pub idempotency_key: String,
+    /// The task's id in its input.
+    pub task_id: String,
+    /// Source image key.
+    pub image_key: String,
+    /// Variant size, `WxH`.
+    pub size: String,
+    /// `available`, `running`, `succeeded` or `dead`.
+    pub state: String,
+    /// Attempts made (a claim counts one).
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// The node holding it, while running.
+    pub lease_node: Option<i64>,
+    /// When it was enqueued (RFC 3339, UTC).
+    pub created_at: String,
+    /// When it may run next (RFC 3339, UTC).
+    pub run_at: String,
+    /// When it succeeded or died (RFC 3339, UTC).
+    pub finalized_at: Option<String>,
+    /// The last error's class.
+    pub last_error_class: Option<String>,
+    /// The last error's kind.
+    pub last_error_kind: Option<String>,
+    /// The last error's message.
+    pub last_error: Option<String>,
+}
+
+/// The tasks with idempotency key `key` (one per processor at most).
+///
+/// # Errors
+///
+/// [`PgError::Query`] when the statement fails.
+pub fn task_by_key(queue: &mut Queue, key: &str) -> Result<Vec<TaskRow>, PgError> {
+    queue.count(1);
+    let ts =
+        |col: &str| format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')");
+    let rows = queue
+        .client()
+        .query(
+            &format!(
+                "SELECT id, processor, idempotency_key, task_id, image_key, size, state, attempt,
+                        max_attempts, lease_node, {}, {}, {}, last_error_class,
+                        last_error_kind, last_error
+                 FROM taskq_tasks WHERE idempotency_key = $1 ORDER BY processor",
+                ts("created_at"),
+                ts("run_at"),
+                ts("finalized_at")
+            ),
+            &[&key],
+        )
+        .map_err(queue.err("cannot look the task up"))?;
+    rows.iter()
+        .map(|r| {
+            Ok(TaskRow {
+                id: r.try_get(0)?,
+                processor: r.try_get(1)?,
+                idempotency_key: r.try_get(2)?,
+                task_id: r.try_get(3)?,
+                image_key: r.try_get(4)?,
+                size: r.try_get(5)?,
+                state: r.try_get(6)?,
+                attempt: r.try_get(7)?,
+                max_attempts: r.try_get(8)?,
+                lease_node: r.try_get(9)?,
+                created_at: r.try_get(10)?,
+                run_at: r.try_get(11)?,
+                finalized_at: r.try_get(12)?,
+                last_error_class: r.try_get(13)?,
+                last_error_kind: r.try_get(14)?,
+                last_error: r.try_get(15)?,
+            })
+        })
+        .collect::<Result<Vec<_>, postgres::Error>>()
+        .map_err(queue.err("cannot read the task"))
+}

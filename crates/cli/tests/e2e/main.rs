@@ -5,6 +5,7 @@
 mod bench_harness;
 mod cli;
 mod crash;
+mod dashboard;
 mod dlq_cli;
 mod hostile_input;
 mod metrics;
