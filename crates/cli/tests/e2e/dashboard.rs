@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::pg::{taskq, text, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_taskq");
-const HOSTILE: &str = "<script>alert(1)</script>";
+pub(crate) const HOSTILE: &str = "<script>alert(1)</script>";
 
 /// A response: status, headers (lower-cased names), body.
 struct Reply {
@@ -81,7 +81,7 @@ fn encode(s: &str) -> String {
 
 /// A queue holding 10 dead tasks (one with a hostile key), 5 succeeded and
 /// 20 available, made by two real `taskq worker` runs.
-fn seeded() -> (TestDb, tempfile::TempDir) {
+pub(crate) fn seeded() -> (TestDb, tempfile::TempDir) {
     let db = TestDb::new();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -147,7 +147,7 @@ fn seeded() -> (TestDb, tempfile::TempDir) {
 }
 
 /// Starts a dashboard; returns it and its port (read from its stderr).
-fn start(dir: &Path, url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Child, u16) {
+pub(crate) fn start(dir: &Path, url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Child, u16) {
     let mut child = Command::new(BIN)
         .current_dir(dir)
         .env_remove("TASKQ_DASHBOARD_TOKEN")
@@ -177,7 +177,7 @@ fn start(dir: &Path, url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Child,
     (child, port)
 }
 
-fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let status = child.wait().unwrap();

@@ -3,6 +3,7 @@
 //! module per concern, linked into one test binary.
 
 mod bench_harness;
+mod browser;
 mod cli;
 mod crash;
 mod dashboard;
