@@ -63,6 +63,14 @@ pub struct Live {
     pub uptime_s: f64,
 }
 
+impl Live {
+    /// Tasks completed so far (succeeded, duplicates, failed and
+    /// dead-lettered), on the workers and the writer together.
+    pub fn completed(&self) -> u64 {
+        self.workers.iter().map(|w| w.tasks).sum::<u64>() + self.completed_by_writer
+    }
+}
+
 /// One worker in a [`Live`] view.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LiveWorker {

@@ -750,6 +750,21 @@ pub struct RunArgs {
     /// while the run lasts.
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
+    /// Show the run live in a web page at http://HOST:PORT/ while it lasts:
+    /// progress, depth against capacity, each worker's busy ratio and
+    /// steals, latency percentiles.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub dashboard: Option<String>,
+    /// The token every request to the live page must carry
+    /// (`Authorization: Bearer TOKEN`, or open `/?token=TOKEN` once);
+    /// required to listen off loopback.
+    #[arg(
+        long,
+        env = "TASKQ_DASHBOARD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub dashboard_token: Option<String>,
     /// Largest accepted input record, in bytes.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub max_record_bytes: usize,
@@ -949,6 +964,8 @@ impl RunArgs {
             tasks_in_store,
             seed_images: self.seed_images,
             metrics_addr: self.metrics_addr.clone(),
+            dashboard: self.dashboard.clone(),
+            dashboard_token: self.dashboard_token.clone(),
         })
     }
 }

@@ -4,8 +4,9 @@
 //! Pages:
 //! - `/`: counts by state per processor, the oldest waiting task, a chart of
 //!   the rates and counts of the last 15 minutes (sampled every 5 s by a
-//!   thread of the dashboard), and the nodes with their last heartbeat and
-//!   the tasks they hold;
+//!   thread of the dashboard), and the nodes with their last heartbeat, the
+//!   tasks they hold and what they publish with each heartbeat (workers,
+//!   tasks finished, throughput and busy ratio over the last interval);
 //! - `/dead`: the dead letters, filtered by error class and key, with
 //!   retry and purge of a selection (POST);
 //! - `/task?key=K`: a task by its idempotency key: state, attempts, errors,
@@ -25,7 +26,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -34,9 +35,12 @@ use taskq::Error;
 use taskq_pg::dlq::{self, DeadTask, Selection};
 use taskq_pg::status::TaskRow;
 use taskq_pg::{Queue, Status};
-use tiny_http::{Header, Method, Request, Response};
+use tiny_http::{Method, Request};
 
 use crate::pg::PgCommandError;
+use crate::web::{
+    self, esc, header, html, plain, query_value, redirect, same_secret, Access, Listen, Page, STYLE,
+};
 
 /// How often the chart's samples are taken.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -110,42 +114,16 @@ impl Dashboard {
     /// empty token); [`DashboardError::Queue`] when the server cannot be
     /// reached or holds no queue.
     pub fn bind(options: &DashboardOptions) -> Result<Dashboard, DashboardError> {
-        let addr = options
-            .addr
-            .to_socket_addrs()
-            .map_err(|e| {
-                Error::config(
-                    "--addr",
-                    format!(
-                        "expected HOST:PORT (for example 127.0.0.1:8080), got {:?}: {e}",
-                        options.addr
-                    ),
-                )
-            })?
-            .next()
-            .ok_or_else(|| {
-                Error::config("--addr", format!("{:?} resolves to nothing", options.addr))
-            })?;
-        match &options.token {
-            Some(t) if t.trim().is_empty() => {
-                return Err(Error::config("--auth-token", "must not be empty").into())
-            }
-            None if !addr.ip().is_loopback() => {
-                return Err(Error::config(
-                    "--auth-token",
-                    format!(
-                        "is required to listen on {addr}, which is not a loopback address: \
-                         set --auth-token or TASKQ_DASHBOARD_TOKEN (or listen on 127.0.0.1)"
-                    ),
-                )
-                .into())
-            }
-            _ => {}
-        }
+        let listen = Listen {
+            addr_flag: "--addr",
+            token_flag: "--auth-token",
+            token_env: "TASKQ_DASHBOARD_TOKEN",
+            example: "127.0.0.1:8080",
+        };
+        // The address and token are checked before the database is asked.
+        let addr = listen.check(&options.addr, options.token.as_deref())?;
         let queue = crate::pg::existing(&options.url)?;
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| Error::config("--addr", format!("cannot listen on {addr}: {e}")))?;
-        let addr = server.server_addr().to_ip().expect("an IP listener");
+        let (server, addr) = listen.bind(addr)?;
         // The form secret: 16 bytes from the kernel's random source.
         let mut secret = [0u8; 16];
         std::fs::File::open("/dev/urandom")
@@ -243,75 +221,6 @@ fn totals(status: &Status, at: Instant) -> Sample {
     s
 }
 
-/// Escapes `s` for HTML text and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Escapes `s` for a URL query value.
-fn query_value(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-fn header(request: &Request, name: &str) -> Option<String> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str().to_string())
-}
-
-/// Compares without stopping at the first difference.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-type Page = Response<std::io::Cursor<Vec<u8>>>;
-
-fn html(status: u16, body: String) -> Page {
-    Response::from_string(body)
-        .with_status_code(status)
-        .with_header(hdr("Content-Type", "text/html; charset=utf-8"))
-        .with_header(hdr("X-Content-Type-Options", "nosniff"))
-        .with_header(hdr("X-Frame-Options", "DENY"))
-        .with_header(hdr(
-            "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
-             img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
-        ))
-}
-
-fn hdr(k: &str, v: &str) -> Header {
-    Header::from_bytes(k, v).expect("a valid header")
-}
-
-fn plain(status: u16, text: &str) -> Page {
-    Response::from_string(format!("{text}\n"))
-        .with_status_code(status)
-        .with_header(hdr("Content-Type", "text/plain; charset=utf-8"))
-}
-
-fn redirect(to: &str) -> Page {
-    Response::from_string(String::new())
-        .with_status_code(303)
-        .with_header(hdr("Location", to))
-}
-
 fn respond(state: &State, mut request: Request) {
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
@@ -325,36 +234,8 @@ fn respond(state: &State, mut request: Request) {
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty())
     };
-    // Authentication: with a token, every request carries it. Opening
-    // `/?token=T` once sets a cookie (HttpOnly, SameSite=Strict) and
-    // redirects to the page without it in the address.
-    let mut set_cookie = None;
-    if let Some(token) = &state.token {
-        let bearer = header(&request, "Authorization")
-            .and_then(|v| v.strip_prefix("Bearer ").map(str::to_string));
-        let cookie = header(&request, "Cookie").and_then(|c| {
-            c.split(';')
-                .filter_map(|kv| kv.trim().strip_prefix("taskq_token=").map(str::to_string))
-                .next()
-        });
-        let from_query = param("token");
-        let given = bearer.or(cookie).or(from_query.clone());
-        if !given.as_deref().is_some_and(|g| same_secret(g, token)) {
-            let _ = request.respond(plain(
-                401,
-                "unauthorized: this dashboard needs its token (Authorization: Bearer TOKEN, or open /?token=TOKEN once)",
-            ));
-            return;
-        }
-        if from_query.is_some() {
-            set_cookie = Some(format!(
-                "taskq_token={}; HttpOnly; SameSite=Strict; Path=/",
-                query_value(token)
-            ));
-        }
-    }
-    if let Some(cookie) = set_cookie {
-        let _ = request.respond(redirect(path).with_header(hdr("Set-Cookie", &cookie)));
+    if let Access::Answer(page) = web::authenticate(&request, state.token.as_deref(), path) {
+        let _ = request.respond(page);
         return;
     }
     let response = match (request.method().clone(), path) {
@@ -449,11 +330,6 @@ fn post(state: &State, request: &mut Request, retry: bool) -> Page {
     }
 }
 
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}\
-th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}\
-nav a{margin-right:1em}.err{color:#a00}.ok{color:#060}code{font-size:13px}";
-
 fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>taskq · {}</title>\
@@ -524,24 +400,31 @@ fn overview(state: &State) -> Page {
     b.push_str(&chart(&lock(&state.samples)));
     b.push_str(
         "<h2>Nodes</h2><table id=nodes><tr><th>node</th><th>host</th><th>pid</th><th>processor</th>\
-         <th>state</th><th>last heartbeat</th><th>tasks held</th></tr>",
+         <th>state</th><th>last heartbeat</th><th>tasks held</th><th>workers</th>\
+         <th>finished</th><th>tasks/s</th><th>busy</th></tr>",
     );
     for n in &status.nodes {
         let _ = write!(
             b,
             "<tr><td class=n>{}</td><td>{}</td><td class=n>{}</td><td>{}</td><td>{}</td>\
-             <td class=n>{:.1} s ago</td><td class=n>{}</td></tr>",
+             <td class=n>{:.1} s ago</td><td class=n>{}</td><td class=n>{}</td>\
+             <td class=n data-node=finished>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
             n.node_id,
             esc(&n.hostname),
             n.pid,
             esc(&n.processor),
             esc(&n.state),
             n.heartbeat_age_s,
-            n.running
+            n.running,
+            n.workers.map_or("—".into(), |w| w.to_string()),
+            n.finished,
+            n.tasks_per_s.map_or("—".into(), |r| format!("{r:.1}")),
+            n.busy_ratio
+                .map_or("—".into(), |b| format!("{:.0}%", b * 100.0)),
         );
     }
     if status.nodes.is_empty() {
-        b.push_str("<tr><td colspan=7>no node alive or stopped in the last hour</td></tr>");
+        b.push_str("<tr><td colspan=11>no node alive or stopped in the last hour</td></tr>");
     }
     b.push_str("</table>");
     // Refresh every 5 s unless the user is typing in the search box.
@@ -774,24 +657,4 @@ fn task_page(state: &State, key: Option<&str>) -> Page {
         );
     }
     html(200, page("task", &b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping_leaves_no_markup() {
-        assert_eq!(
-            esc(r#"<script>alert("x")</script> & 'y'"#),
-            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
-        );
-    }
-
-    #[test]
-    fn secrets_compare_by_value() {
-        assert!(same_secret("abc", "abc"));
-        assert!(!same_secret("abc", "abd"));
-        assert!(!same_secret("abc", "abcd"));
-    }
 }

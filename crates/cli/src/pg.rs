@@ -138,13 +138,14 @@ pub fn status(url: &str) -> Result<Status, PgCommandError> {
     Ok(taskq_pg::status(&mut queue)?)
 }
 
-/// Connects to a queue that exists, without creating or migrating it:
-/// what the commands that only read or change its rows need.
+/// Connects to a queue that exists, without creating it: what the commands
+/// that only read or change its rows need. An older schema is migrated
+/// first (the columns these commands read may be new).
 ///
 /// # Errors
 ///
-/// The server cannot be reached, the database holds no queue, or its
-/// schema is newer than this build.
+/// The server cannot be reached, the database holds no queue, its schema
+/// is newer than this build, or its migration fails.
 pub(crate) fn existing(url: &str) -> Result<Queue, PgCommandError> {
     let mut queue = Queue::connect(url)?;
     match schema::version(&mut queue)? {
@@ -155,6 +156,10 @@ pub(crate) fn existing(url: &str) -> Result<Queue, PgCommandError> {
             supported: taskq_pg::SCHEMA_VERSION,
         }
         .into()),
+        v if v < taskq_pg::SCHEMA_VERSION => {
+            schema::ensure(&mut queue)?;
+            Ok(queue)
+        }
         _ => Ok(queue),
     }
 }

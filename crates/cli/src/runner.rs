@@ -31,6 +31,7 @@ use crate::input::InputError;
 use crate::input::{
     open_path_as, precheck_path_as, source_name, InputFormat, ReaderOptions, Record,
 };
+use crate::live_page::{LivePage, RunAbout};
 use crate::metrics::{MetricsEndpoint, Source};
 use crate::store::{download, StoreLocation};
 use taskq::config::EngineConfig;
@@ -134,6 +135,13 @@ pub struct RunConfig {
     /// Serve the live values at `http://ADDR/metrics` while the run lasts
     /// (`HOST:PORT`, bound before any work starts).
     pub metrics_addr: Option<String>,
+    /// Serve the run's live page at `http://ADDR/` while the run lasts
+    /// (`HOST:PORT`, bound before any work starts).
+    pub dashboard: Option<String>,
+    /// The token the live page's requests must carry (required when
+    /// `dashboard` is not a loopback address). Never written to a report.
+    #[serde(skip)]
+    pub dashboard_token: Option<String>,
 }
 
 impl RunConfig {
@@ -154,6 +162,8 @@ impl RunConfig {
             tasks_in_store: false,
             seed_images: None,
             metrics_addr: None,
+            dashboard: None,
+            dashboard_token: None,
         }
     }
 
@@ -460,6 +470,11 @@ pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, Run
         .as_deref()
         .map(MetricsEndpoint::bind)
         .transpose()?;
+    let mut dashboard = config
+        .dashboard
+        .as_deref()
+        .map(|addr| LivePage::bind(addr, config.dashboard_token.as_deref()))
+        .transpose()?;
     // An S3 store is opened (and its bucket checked) before anything else.
     let s3 = match &config.object_store {
         Some(StoreLocation::S3(location)) => Some(StoreLocation::open_s3(location)?),
@@ -489,6 +504,15 @@ pub fn run_with(config: &RunConfig, interrupt: &Interrupt) -> Result<Report, Run
     if let Some(endpoint) = &mut metrics {
         endpoint.serve(Source::Run(engine.progress_handle()))?;
         endpoint.announce();
+    }
+    if let Some(page) = &mut dashboard {
+        let about = RunAbout {
+            source: name.clone(),
+            expected,
+            processor: processor.name().to_string(),
+        };
+        page.serve(engine.progress_handle(), about)?;
+        page.announce();
     }
 
     let progress = config

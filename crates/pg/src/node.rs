@@ -123,19 +123,45 @@ pub fn register(queue: &mut Queue, hostname: &str, processor: &str) -> Result<i6
         .map_err(queue.err("cannot register the node"))
 }
 
-/// Writes the node's heartbeat. False when the node was declared dead (it
-/// must stop claiming: its tasks are being rescued).
+/// What a node publishes with each heartbeat, for `taskq status` and the
+/// dashboard.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NodeStats {
+    /// Worker threads of its engine.
+    pub workers: i32,
+    /// Tasks its engine has finished (succeeded, failed or dead-lettered),
+    /// over the node's whole run.
+    pub finished: i64,
+    /// Tasks finished per second over the last heartbeat interval (none at
+    /// the first heartbeat).
+    pub tasks_per_s: Option<f64>,
+    /// The share of the last interval its workers spent executing tasks,
+    /// 0 to 1 (none at the first heartbeat).
+    pub busy_ratio: Option<f64>,
+}
+
+/// Writes the node's heartbeat with what it publishes. False when the node
+/// was declared dead (it must stop claiming: its tasks are being rescued).
 ///
 /// # Errors
 ///
 /// [`PgError::Query`] when the statement fails (the connection is lost).
-pub fn heartbeat(queue: &mut Queue, node: i64) -> Result<bool, PgError> {
+pub fn heartbeat(queue: &mut Queue, node: i64, stats: &NodeStats) -> Result<bool, PgError> {
     queue.count(1);
     let n = queue
         .client()
         .execute(
-            "UPDATE taskq_nodes SET heartbeat_at = now() WHERE node_id = $1 AND state = 'alive'",
-            &[&node],
+            "UPDATE taskq_nodes
+             SET heartbeat_at = now(), workers = $2, finished = $3, tasks_per_s = $4,
+                 busy_ratio = $5
+             WHERE node_id = $1 AND state = 'alive'",
+            &[
+                &node,
+                &stats.workers,
+                &stats.finished.max(0),
+                &stats.tasks_per_s.map(|r| r.max(0.0)),
+                &stats.busy_ratio.map(|r| r.max(0.0)),
+            ],
         )
         .map_err(queue.err("cannot write the heartbeat"))?;
     Ok(n == 1)
@@ -440,19 +466,23 @@ pub fn leased_to(queue: &mut Queue, node: i64) -> Result<Vec<(i64, i32)>, PgErro
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Marks the node as having left (after it handed back and settled all).
+/// Marks the node as having left (after it handed back and settled all),
+/// with the tasks it finished over its run; its rates are cleared (it runs
+/// no longer).
 ///
 /// # Errors
 ///
 /// [`PgError::Query`] when the statement fails.
-pub fn leave(queue: &mut Queue, node: i64) -> Result<(), PgError> {
+pub fn leave(queue: &mut Queue, node: i64, finished: i64) -> Result<(), PgError> {
     queue.count(1);
     queue
         .client()
         .execute(
-            "UPDATE taskq_nodes SET state = 'left', heartbeat_at = now()
+            "UPDATE taskq_nodes
+             SET state = 'left', heartbeat_at = now(), finished = greatest($2, finished),
+                 tasks_per_s = NULL, busy_ratio = NULL
              WHERE node_id = $1 AND state = 'alive'",
-            &[&node],
+            &[&node, &finished.max(0)],
         )
         .map_err(queue.err("cannot mark the node as left"))?;
     Ok(())

@@ -1,6 +1,6 @@
 //! The queue's schema and its migrations.
 //!
-//! # Tables (version 2)
+//! # Tables (version 3)
 //!
 //! - `taskq_tasks`: one row per task, keyed by `id`, unique on (`processor`,
 //!   `idempotency_key`): the single arbiter of deduplication across nodes.
@@ -15,7 +15,9 @@
 //!   queue (`last_error_*` say why; `attempts_granted`, set at the first
 //!   re-drive, is the attempt budget each re-drive grants again).
 //! - `taskq_nodes`: one row per node process (a new `node_id` per start),
-//!   with its heartbeat.
+//!   with its heartbeat and what the node publishes with each: its workers,
+//!   the tasks it has finished, and its throughput and busy ratio over the
+//!   last heartbeat interval (for `taskq status` and the dashboard).
 //! - `taskq_schema_version`: the versions applied.
 //!
 //! Queue tables churn: every claim and completion is an update. The tasks
@@ -37,7 +39,7 @@ use serde::Serialize;
 use crate::{PgError, Queue};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock key migrations hold (a fixed, taskq-specific number).
 pub const MIGRATION_LOCK: i64 = 0x7461_736b_715f_6d67; // "taskq_mg"
@@ -109,6 +111,18 @@ CREATE TABLE taskq_nodes (
          CREATE INDEX taskq_tasks_dead ON taskq_tasks (finalized_at, id) WHERE state = 'dead';
          ALTER TABLE taskq_tasks ADD COLUMN attempts_granted integer
              CHECK (attempts_granted >= 1);",
+    ),
+    (
+        3,
+        "nodes publish workers, tasks finished, throughput and busy ratio",
+        // Added columns without a volatile default: a catalog change only,
+        // no rewrite. No index covers them, so a heartbeat stays a HOT
+        // update.
+        "ALTER TABLE taskq_nodes
+             ADD COLUMN workers integer CHECK (workers >= 0),
+             ADD COLUMN finished bigint NOT NULL DEFAULT 0 CHECK (finished >= 0),
+             ADD COLUMN tasks_per_s double precision CHECK (tasks_per_s >= 0),
+             ADD COLUMN busy_ratio double precision CHECK (busy_ratio >= 0);",
     ),
 ];
 

@@ -1,5 +1,6 @@
 //! The queue at a glance: counts by state, the oldest available task's age,
-//! retries and dead letters, and each node with its last heartbeat.
+//! retries and dead letters, and each node with its last heartbeat and
+//! what it published with it (tasks finished, throughput, busy ratio).
 
 use std::fmt;
 
@@ -45,6 +46,15 @@ pub struct NodeStatus {
     pub heartbeat_age_s: f64,
     /// Tasks it holds (claimed, not yet finished).
     pub running: i64,
+    /// Worker threads of its engine (none before its first heartbeat).
+    pub workers: Option<i32>,
+    /// Tasks it has finished over its run, as of its last heartbeat.
+    pub finished: i64,
+    /// Tasks finished per second over the interval before its last
+    /// heartbeat.
+    pub tasks_per_s: Option<f64>,
+    /// The share of that interval its workers spent executing tasks (0 to 1).
+    pub busy_ratio: Option<f64>,
 }
 
 /// The queue at a glance.
@@ -113,7 +123,8 @@ pub fn status(queue: &mut Queue) -> Result<Status, PgError> {
             "SELECT n.node_id, n.hostname, n.pid, n.processor, n.state,
                     extract(epoch FROM now() - n.heartbeat_at)::float8,
                     (SELECT count(*) FROM taskq_tasks t
-                     WHERE t.state = 'running' AND t.lease_node = n.node_id)
+                     WHERE t.state = 'running' AND t.lease_node = n.node_id),
+                    n.workers, n.finished, n.tasks_per_s, n.busy_ratio
              FROM taskq_nodes n
              WHERE n.state = 'alive' OR n.heartbeat_at > now() - interval '1 hour'
              ORDER BY n.node_id",
@@ -131,6 +142,10 @@ pub fn status(queue: &mut Queue) -> Result<Status, PgError> {
                 state: r.try_get(4)?,
                 heartbeat_age_s: r.try_get(5)?,
                 running: r.try_get(6)?,
+                workers: r.try_get(7)?,
+                finished: r.try_get(8)?,
+                tasks_per_s: r.try_get(9)?,
+                busy_ratio: r.try_get(10)?,
             })
         })
         .collect::<Result<Vec<_>, postgres::Error>>()
@@ -165,11 +180,26 @@ impl fmt::Display for Status {
             writeln!(f, "no nodes")?;
         }
         for n in &self.nodes {
-            writeln!(
+            write!(
                 f,
-                "node {} {} pid {} ({}): {}, heartbeat {:.1} s ago, {} running",
-                n.node_id, n.hostname, n.pid, n.processor, n.state, n.heartbeat_age_s, n.running
+                "node {} {} pid {} ({}): {}, heartbeat {:.1} s ago, {} running, {} finished",
+                n.node_id,
+                n.hostname,
+                n.pid,
+                n.processor,
+                n.state,
+                n.heartbeat_age_s,
+                n.running,
+                n.finished
             )?;
+            match (n.tasks_per_s, n.busy_ratio) {
+                (Some(rate), Some(busy)) => writeln!(
+                    f,
+                    " ({rate:.1} tasks/s, workers {:.0}% busy, at the last heartbeat)",
+                    busy * 100.0
+                )?,
+                _ => writeln!(f)?,
+            }
         }
         Ok(())
     }

@@ -59,7 +59,7 @@ use taskq::{
 };
 
 use crate::link::{Link, Setup};
-use crate::node::{self, Rescued, Settle, Settled};
+use crate::node::{self, NodeStats, Rescued, Settle, Settled};
 use crate::{schema, PgError, Queue, CHANNEL};
 
 /// How a node runs.
@@ -470,7 +470,8 @@ pub fn run_watched(
     let (kept_tx, kept_rx) = channel();
     let keeper = {
         let state = state.clone();
-        let (beat, after, deadline) = (options.heartbeat, options.rescue_after, options.deadline);
+        let published = engine.progress_handle();
+        let options = options.clone();
         let (hostname, name) = (hostname.clone(), name.clone());
         spawn(
             "keeper",
@@ -478,11 +479,10 @@ pub fn run_watched(
                 let r = keep(
                     &mut keeper_link,
                     &state,
+                    &published,
                     &hostname,
                     &name,
-                    beat,
-                    after,
-                    deadline,
+                    &options,
                 );
                 let _ = kept_tx.send((r, keeper_link.queue().statements()));
             }),
@@ -594,6 +594,7 @@ pub fn run_watched(
         Ok(())
     })();
     drop(submitter);
+    let handle = engine.progress_handle();
     let report = engine.shutdown();
     state.done.store(true, Ordering::SeqCst);
     state.wake();
@@ -619,7 +620,8 @@ pub fn run_watched(
         }
     }
     let node_now = state.node.load(Ordering::SeqCst);
-    claimer.call(&|| false, |q| node::leave(q, node_now))?;
+    let finished = Publish::default().next(&handle).finished;
+    claimer.call(&|| false, |q| node::leave(q, node_now, finished))?;
     let node_ids = lock(&state.node_ids).clone();
     Ok(WorkerReport {
         target: claimer.queue().target().to_string(),
@@ -787,22 +789,59 @@ fn complete(
     }
 }
 
-/// The keeper: heartbeat and a rescue round every `beat`. Declared
-/// dead (its heartbeat refused), the node registers again under a new id.
+/// What the keeper publishes with each heartbeat: the engine's totals, and
+/// their rates since the previous heartbeat.
+#[derive(Default)]
+struct Publish {
+    last: Option<(Instant, u64, f64)>,
+}
+
+impl Publish {
+    fn next(&mut self, engine: &ProgressHandle) -> NodeStats {
+        let live = engine.live();
+        let now = Instant::now();
+        let finished = live.completed();
+        let busy_s: f64 = live.workers.iter().map(|w| w.busy_s).sum();
+        let workers = live.workers.len();
+        let (tasks_per_s, busy_ratio) = match self.last {
+            Some((at, f, b)) if now > at => {
+                let dt = now.duration_since(at).as_secs_f64();
+                (
+                    Some(finished.saturating_sub(f) as f64 / dt),
+                    Some(((busy_s - b).max(0.0) / (dt * workers.max(1) as f64)).min(1.0)),
+                )
+            }
+            _ => (None, None),
+        };
+        self.last = Some((now, finished, busy_s));
+        NodeStats {
+            workers: i32::try_from(workers).unwrap_or(i32::MAX),
+            finished: i64::try_from(finished).unwrap_or(i64::MAX),
+            tasks_per_s,
+            busy_ratio,
+        }
+    }
+}
+
+/// The keeper: heartbeat and a rescue round every `options.heartbeat`.
+/// Declared dead (its heartbeat refused), the node registers again under a
+/// new id.
 fn keep(
     link: &mut Link,
     state: &State,
+    engine: &ProgressHandle,
     hostname: &str,
     processor: &str,
-    beat: Duration,
-    after: Duration,
-    deadline: Duration,
+    options: &WorkerOptions,
 ) -> Rescued {
+    let (beat, after, deadline) = (options.heartbeat, options.rescue_after, options.deadline);
     let mut total = Rescued::default();
     let quit = || state.done();
+    let mut publish = Publish::default();
     while !state.done() {
         let node_now = state.node.load(Ordering::SeqCst);
-        match link.call(&quit, |q| node::heartbeat(q, node_now)) {
+        let stats = publish.next(engine);
+        match link.call(&quit, |q| node::heartbeat(q, node_now, &stats)) {
             Ok(true) => state.beat(),
             Ok(false) => {
                 // Declared dead: the rescue has given (or will give) this

@@ -7,6 +7,9 @@
 //! a temporary folder; either way each is checked to be a PNG of the
 //! window's width.
 //!
+//! `taskq run --dashboard` is followed the same way: its page keeps up with
+//! a run fed while it is open, and says when the run has ended.
+//!
 //! Needs `chromium` and `chromedriver` (Debian's `chromium` and
 //! `chromium-driver`, which `.ci/run` installs).
 
@@ -83,6 +86,35 @@ fn save(dir: &std::path::Path, name: &str, png: &[u8]) {
     std::fs::write(dir.join(name), png).unwrap();
 }
 
+/// A headless Chromium session of the window's size.
+async fn session(driver_port: u16) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", format!("--window-size={WIDTH},{HEIGHT}"),
+                     "--hide-scrollbars", "--force-device-scale-factor=1",
+                     "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-first-run"],
+        }),
+    );
+    ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{driver_port}"))
+        .await
+        .expect("a Chromium session through chromedriver")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn the_dashboard_in_chromium_shows_counts_escapes_keys_and_retries_a_dead_letter() {
     let (db, dir) = seeded();
@@ -90,27 +122,8 @@ fn the_dashboard_in_chromium_shows_counts_escapes_keys_and_retries_a_dead_letter
     let (_driver, driver_port) = chromedriver();
     let (shots, _keep) = shots_dir();
     let base = format!("http://127.0.0.1:{port}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", format!("--window-size={WIDTH},{HEIGHT}"),
-                         "--hide-scrollbars", "--force-device-scale-factor=1"],
-            }),
-        );
-        let c = ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{driver_port}"))
-            .await
-            .expect("a Chromium session through chromedriver");
+    runtime().block_on(async {
+        let c = session(driver_port).await;
 
         // The queue page: the seeded counts.
         c.goto(&format!("{base}/")).await.unwrap();
@@ -121,6 +134,13 @@ fn the_dashboard_in_chromium_shows_counts_escapes_keys_and_retries_a_dead_letter
                 .unwrap();
             assert_eq!(cell.text().await.unwrap(), n, "{state}");
         }
+        // The chart starts at the sampler's second sample, 5 s after the
+        // first; the page reloads itself every 5 s.
+        c.wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css("svg#chart"))
+            .await
+            .expect("the chart is drawn after two samples");
         save(&shots, "dashboard-queue.png", &c.screenshot().await.unwrap());
 
         // Dead letters: the hostile key is text, and no script of it ran.
@@ -181,4 +201,117 @@ fn the_dashboard_in_chromium_shows_counts_escapes_keys_and_retries_a_dead_letter
         c.close().await.unwrap();
     });
     stop(dashboard);
+}
+
+/// `taskq run --dashboard`: the run's page in Chromium follows the run (its
+/// script swaps in the live part every second) until every task is done,
+/// then says the run has ended and keeps the last view.
+#[test]
+fn a_run_s_live_page_in_chromium_follows_the_run_and_outlives_it() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port, stderr) = crate::live_page::spawn_run(
+        dir.path(),
+        &[
+            "--tasks",
+            "-",
+            "--workers",
+            "2",
+            "--capacity",
+            "64",
+            "--latency-ms",
+            "2",
+            "--transient-rate",
+            "0.1",
+            "--backoff-base-ms",
+            "1",
+            "--backoff-max-ms",
+            "4",
+            "--dashboard",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let (_driver, driver_port) = chromedriver();
+    let (shots, _keep) = shots_dir();
+    let mut stdin = child.stdin.take().unwrap();
+    let total = 3000;
+    runtime().block_on(async {
+        let c = session(driver_port).await;
+        c.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+        let first: u64 = c
+            .find(Locator::Css("#completed"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(first, 0, "nothing fed yet");
+        // Fed while the page is open: the page follows without a reload.
+        let lines = crate::live_page::lines(total);
+        let feeder = std::thread::spawn(move || {
+            stdin.write_all(lines.as_bytes()).unwrap();
+            stdin
+        });
+        let mut seen = Vec::new();
+        let start = Instant::now();
+        loop {
+            let shown: u64 = c
+                .find(Locator::Css("#completed"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+                .parse()
+                .unwrap();
+            if seen.last() != Some(&shown) {
+                seen.push(shown);
+            }
+            if seen.len() == 3 {
+                save(&shots, "run-dashboard.png", &c.screenshot().await.unwrap());
+            }
+            if shown == total as u64 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the page stopped at {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(seen.len() >= 3, "the page showed the run at {seen:?} only");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        let rows = c
+            .find_all(Locator::Css("#workers tr[data-worker]"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        // The run ends with its input; the page says so and keeps its view.
+        drop(feeder.join().unwrap());
+        let status = child.wait().unwrap();
+        assert!(
+            matches!(status.code(), Some(0 | 3)),
+            "{}",
+            stderr.join().unwrap()
+        );
+        let ended = c
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#state.err"))
+            .await
+            .expect("the page notices the run has ended");
+        assert!(ended.text().await.unwrap().contains("the run has ended"));
+        let kept = c
+            .find(Locator::Css("#completed"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(kept, total.to_string());
+        c.close().await.unwrap();
+    });
 }

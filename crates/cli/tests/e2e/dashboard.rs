@@ -15,14 +15,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_taskq");
 pub(crate) const HOSTILE: &str = "<script>alert(1)</script>";
 
 /// A response: status, headers (lower-cased names), body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -30,7 +30,13 @@ impl Reply {
     }
 }
 
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+pub(crate) fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req =
@@ -229,13 +235,21 @@ fn the_pages_show_the_queue_and_a_dead_letter_is_retried_from_them() {
         "{}",
         home.body
     );
-    // The two nodes that ran, stopped in the last hour.
+    // The two nodes that ran, stopped in the last hour, with the tasks each
+    // finished: the first dead-lettered 10, the second succeeded 5.
     assert_eq!(
         home.body.matches("<td>left</td>").count(),
         2,
         "{}",
         home.body
     );
+    let finished: Vec<&str> = home
+        .body
+        .split("data-node=finished>")
+        .skip(1)
+        .map(|rest| rest.split('<').next().unwrap())
+        .collect();
+    assert_eq!(finished, ["10", "5"], "{}", home.body);
 
     let dead = http(port, "GET", "/dead", &[], "");
     assert_eq!(dead.status, 200);
@@ -347,7 +361,7 @@ fn the_pages_show_the_queue_and_a_dead_letter_is_retried_from_them() {
 }
 
 fn crate_escape(s: &str) -> String {
-    taskq_cli::dashboard::esc(s)
+    taskq_cli::web::esc(s)
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod crash;
 mod dashboard;
 mod dlq_cli;
 mod hostile_input;
+mod live_page;
 mod metrics;
 mod parser_props;
 mod pg;

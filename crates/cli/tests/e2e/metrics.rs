@@ -31,6 +31,16 @@ struct Sample {
 /// from the line it prints on stderr; the rest of stderr is kept, and
 /// returned by the handle once the child closes it.
 fn announced_port(child: &mut Child) -> (u16, std::thread::JoinHandle<String>) {
+    announced(child, "taskq: metrics at http://", "/metrics")
+}
+
+/// The port in the stderr line `PREFIX HOST:PORT SUFFIX` of a child, and a
+/// handle that returns the rest of its stderr once the child closes it.
+pub(crate) fn announced(
+    child: &mut Child,
+    prefix: &'static str,
+    suffix: &'static str,
+) -> (u16, std::thread::JoinHandle<String>) {
     use std::io::BufRead;
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -39,8 +49,8 @@ fn announced_port(child: &mut Child) -> (u16, std::thread::JoinHandle<String>) {
         for line in std::io::BufReader::new(stderr).lines() {
             let line = line.unwrap_or_default();
             if let Some(addr) = line
-                .strip_prefix("taskq: metrics at http://")
-                .and_then(|l| l.strip_suffix("/metrics"))
+                .strip_prefix(prefix)
+                .and_then(|l| l.strip_suffix(suffix))
             {
                 let _ = tx.send(addr.rsplit_once(':').unwrap().1.parse::<u16>().unwrap());
             }
@@ -51,7 +61,7 @@ fn announced_port(child: &mut Child) -> (u16, std::thread::JoinHandle<String>) {
     });
     let port = rx
         .recv_timeout(Duration::from_secs(60))
-        .expect("taskq announces its metrics address on stderr");
+        .unwrap_or_else(|_| panic!("taskq announces {prefix:?} on stderr"));
     (port, rest)
 }
 

@@ -114,7 +114,7 @@ fn migrate_creates_the_schema_once_and_refuses_a_newer_one() {
     let o = taskq(d, &["migrate", "--pg", &db.url]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(
-        text(&o.stdout).contains("migrated from version 0 to 2"),
+        text(&o.stdout).contains("migrated from version 0 to 3"),
         "{}",
         text(&o.stdout)
     );
@@ -127,11 +127,11 @@ fn migrate_creates_the_schema_once_and_refuses_a_newer_one() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(
-        text(&o.stdout).contains("at version 2 already"),
+        text(&o.stdout).contains("at version 3 already"),
         "{}",
         text(&o.stdout)
     );
-    assert_eq!(db.count("SELECT count(*) FROM taskq_schema_version"), 2);
+    assert_eq!(db.count("SELECT count(*) FROM taskq_schema_version"), 3);
     // Storage settings of the churning table are in place.
     let options: Vec<String> = db
         .client()
@@ -642,7 +642,7 @@ fn late_writes_of_a_node_declared_dead_are_fenced_off() {
     .unwrap();
     assert_eq!((r.ran, r.nodes, r.requeued), (true, 1, 5));
     assert!(
-        !node::heartbeat(&mut q, first).unwrap(),
+        !node::heartbeat(&mut q, first, &node::NodeStats::default()).unwrap(),
         "a dead node's heartbeat is refused"
     );
     let again = node::claim(&mut q, second, "simulated", 10).unwrap();
@@ -722,13 +722,15 @@ fn prune_deletes_old_successes_only() {
 /// A queue at version 1 (with the index on `finalized_at` that version 2
 /// drops) is upgraded in place; its tasks stay.
 #[test]
-fn a_version_1_queue_is_upgraded_to_version_2() {
+fn a_version_1_queue_is_upgraded_to_the_current_version() {
     let (db, dir) = enqueued(5, 5, &[]);
     db.client()
         .batch_execute(
             "DELETE FROM taskq_schema_version WHERE version > 1;
              DROP INDEX taskq_tasks_dead;
              ALTER TABLE taskq_tasks DROP COLUMN attempts_granted;
+             ALTER TABLE taskq_nodes DROP COLUMN workers, DROP COLUMN finished,
+                 DROP COLUMN tasks_per_s, DROP COLUMN busy_ratio;
              CREATE INDEX taskq_tasks_finalized ON taskq_tasks (finalized_at)
                  WHERE state = 'succeeded';",
         )
@@ -736,7 +738,7 @@ fn a_version_1_queue_is_upgraded_to_version_2() {
     let o = taskq(dir.path(), &["migrate", "--pg", &db.url]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert!(
-        text(&o.stdout).contains("migrated from version 1 to 2"),
+        text(&o.stdout).contains("migrated from version 1 to 3"),
         "{}",
         text(&o.stdout)
     );
@@ -753,6 +755,86 @@ fn a_version_1_queue_is_upgraded_to_version_2() {
         5,
         "a new, empty column"
     );
+    assert_eq!(
+        db.count("SELECT count(*) FROM information_schema.columns WHERE table_name = 'taskq_nodes' AND column_name IN ('workers', 'finished', 'tasks_per_s', 'busy_ratio')"),
+        4
+    );
+}
+
+/// A queue at version 2 read by `taskq status`: migrated first (the nodes'
+/// published columns are new in version 3), then read.
+#[test]
+fn status_migrates_an_older_queue_before_reading_it() {
+    let (db, dir) = enqueued(5, 5, &[]);
+    db.client()
+        .batch_execute(
+            "DELETE FROM taskq_schema_version WHERE version > 2;
+             ALTER TABLE taskq_nodes DROP COLUMN workers, DROP COLUMN finished,
+                 DROP COLUMN tasks_per_s, DROP COLUMN busy_ratio;",
+        )
+        .unwrap();
+    let o = taskq(dir.path(), &["status", "--pg", &db.url]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("(schema 3)"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+/// With each heartbeat a node publishes its workers, the tasks it has
+/// finished, and its throughput and busy ratio over the last interval;
+/// when it leaves, its final count, and no rates.
+#[test]
+fn a_node_publishes_its_throughput_and_busy_ratio_with_its_heartbeat() {
+    let (db, dir) = enqueued(600, 600, &[]);
+    let child = worker(
+        dir.path(),
+        &db.url,
+        &["--workers", "2", "--latency-ms", "5", "--exit-when-empty"],
+    )
+    .spawn()
+    .unwrap();
+    let mut seen = None;
+    wait_until("a heartbeat with rates", || {
+        let row = db
+            .client()
+            .query_opt(
+                "SELECT workers, finished, tasks_per_s, busy_ratio FROM taskq_nodes
+                 WHERE state = 'alive' AND tasks_per_s > 0",
+                &[],
+            )
+            .unwrap();
+        seen = row.map(|r| {
+            (
+                r.get::<_, Option<i32>>(0),
+                r.get::<_, i64>(1),
+                r.get::<_, f64>(2),
+                r.get::<_, f64>(3),
+            )
+        });
+        seen.is_some()
+    });
+    let (workers, finished, rate, busy) = seen.unwrap();
+    assert_eq!(workers, Some(2));
+    assert!(finished > 0 && finished <= 600, "{finished}");
+    // Two workers of 5 ms tasks: at most 400 tasks/s, and busy most of the
+    // time (claims and write-backs aside).
+    assert!(rate > 0.0 && rate < 450.0, "{rate}");
+    assert!(busy > 0.2 && busy <= 1.0, "{busy}");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let r = db
+        .client()
+        .query_one(
+            "SELECT state, finished, tasks_per_s, busy_ratio FROM taskq_nodes",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "left");
+    assert_eq!(r.get::<_, i64>(1), 600);
+    assert_eq!(r.get::<_, Option<f64>>(2), None);
+    assert_eq!(r.get::<_, Option<f64>>(3), None);
 }
 
 /// `--method copy` (binary COPY into a staging table) enqueues and
