@@ -27,7 +27,15 @@ pub enum EngineArg {
     Baseline,
     /// Bounded queue + fixed thread pool.
     Classic,
-    /// All three.
+    /// Peer: threads sharing one `std::sync::mpsc` receiver.
+    Mpsc,
+    /// Peer: threads sharing a bounded `crossbeam-channel`.
+    Channel,
+    /// Peer: `rayon::spawn` per task under a semaphore.
+    Rayon,
+    /// The three peers: mpsc, channel, rayon.
+    Peers,
+    /// Every engine: taskq, baseline, classic and the peers.
     All,
 }
 
@@ -174,7 +182,11 @@ impl BenchArgs {
                 EngineArg::Taskq => &[EngineKind::Taskq],
                 EngineArg::Baseline => &[EngineKind::Baseline],
                 EngineArg::Classic => &[EngineKind::Classic],
-                EngineArg::All => &EngineKind::ALL,
+                EngineArg::Mpsc => &[EngineKind::Mpsc],
+                EngineArg::Channel => &[EngineKind::Channel],
+                EngineArg::Rayon => &[EngineKind::Rayon],
+                EngineArg::Peers => &EngineKind::PEERS,
+                EngineArg::All => &EngineKind::EVERY,
             };
             out.extend(add);
         }
@@ -341,8 +353,13 @@ fn run_pg(args: &BenchArgs, out: &mut dyn Write, log: &mut dyn Write) -> anyhow:
             EngineArg::Taskq => engines.push(PgEngine::Taskq),
             EngineArg::Classic => engines.push(PgEngine::ClassicPg),
             EngineArg::All => engines.extend([PgEngine::Taskq, PgEngine::ClassicPg]),
-            EngineArg::Baseline => anyhow::bail!(
-                "invalid setting --engine: the PostgreSQL workloads run taskq and classic (classic-pg), not baseline"
+            other @ (EngineArg::Baseline
+            | EngineArg::Mpsc
+            | EngineArg::Channel
+            | EngineArg::Rayon
+            | EngineArg::Peers) => anyhow::bail!(
+                "invalid setting --engine: the PostgreSQL workloads run taskq and classic (classic-pg), not {}",
+                format!("{other:?}").to_lowercase()
             ),
         }
     }

@@ -404,6 +404,7 @@ mod tests {
                 ideal_makespan_s: None,
                 makespan_vs_ideal: None,
                 vs_baseline: None,
+                vs_best_peer: None,
                 parallel_efficiency: None,
                 enqueue_s: None,
                 duplicates: None,

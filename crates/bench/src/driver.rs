@@ -34,6 +34,7 @@ use crate::baseline::{
     Baseline, BaselineConfig, BaselineProducer, Classic, ClassicConfig, ClassicProducer, Job,
     Observer, SeedDb,
 };
+use crate::peers::{Peer, PeerConfig, PeerKind, PeerProducer};
 use taskq::config::EngineConfig;
 use taskq::engine::Engine;
 use taskq::idempotency::StoreConfig;
@@ -111,6 +112,26 @@ pub fn run_once(
             if let Some(db) = db {
                 pool = pool.with_seed_db(seed_db(db)?);
             }
+            run_pool(scenario, pool, tasks)
+        }
+        EngineKind::Mpsc | EngineKind::Channel | EngineKind::Rayon => {
+            let kind = match engine {
+                EngineKind::Mpsc => PeerKind::Mpsc,
+                EngineKind::Channel => PeerKind::Channel,
+                _ => PeerKind::Rayon,
+            };
+            let pool = Peer::new(
+                kind,
+                PeerConfig {
+                    workers: scenario.workers,
+                    capacity: scenario.effective_capacity(),
+                    retry,
+                },
+                processor.clone(),
+                quanta::Clock::new(),
+                db.map(seed_db).transpose()?,
+            )
+            .map_err(|e| BenchError::io("cannot start rayon's pool", e))?;
             run_pool(scenario, pool, tasks)
         }
     }
@@ -285,7 +306,7 @@ fn run_taskq(
     })
 }
 
-/// Baseline and classic, behind one shape.
+/// Baseline, classic and the peers, behind one shape.
 trait Pool: Send {
     type Producer: Send;
     fn producer(&self) -> Self::Producer;
@@ -323,6 +344,22 @@ impl Pool for Classic<Recording> {
     }
     fn finish(self) -> Vec<Recording> {
         Classic::finish(self)
+    }
+}
+
+impl Pool for Peer<Recording> {
+    type Producer = PeerProducer;
+    fn producer(&self) -> PeerProducer {
+        Peer::producer(self)
+    }
+    fn submit(producer: &PeerProducer, task: Task) {
+        producer.submit(task);
+    }
+    fn start(&mut self, observer: impl FnMut(usize) -> Recording) -> std::io::Result<()> {
+        Peer::start(self, observer)
+    }
+    fn finish(self) -> Vec<Recording> {
+        Peer::finish(self)
     }
 }
 

@@ -76,6 +76,7 @@ pub mod driver;
 pub mod faultproxy;
 pub mod generate;
 pub mod ideal;
+pub mod peers;
 pub mod pg;
 pub mod plot;
 pub mod report;
@@ -189,11 +190,35 @@ pub enum EngineKind {
     Baseline,
     /// A bounded `queue.Queue` feeding a fixed thread pool.
     Classic,
+    /// Peer: threads sharing one `std::sync::mpsc` receiver.
+    Mpsc,
+    /// Peer: threads sharing a bounded `crossbeam-channel`.
+    Channel,
+    /// Peer: `rayon::spawn` per task under a semaphore.
+    Rayon,
 }
 
 impl EngineKind {
-    /// All engines, in run order.
+    /// taskq and the Python designs it replaces, in run order.
     pub const ALL: [EngineKind; 3] = [EngineKind::Taskq, EngineKind::Baseline, EngineKind::Classic];
+
+    /// The designs a Rust user would write instead (see [`peers`]).
+    pub const PEERS: [EngineKind; 3] = [EngineKind::Mpsc, EngineKind::Channel, EngineKind::Rayon];
+
+    /// Every engine: taskq, the Python designs, the peers.
+    pub const EVERY: [EngineKind; 6] = [
+        EngineKind::Taskq,
+        EngineKind::Baseline,
+        EngineKind::Classic,
+        EngineKind::Mpsc,
+        EngineKind::Channel,
+        EngineKind::Rayon,
+    ];
+
+    /// Whether this is one of the [`PEERS`](Self::PEERS).
+    pub fn is_peer(self) -> bool {
+        Self::PEERS.contains(&self)
+    }
 
     /// The lowercase name.
     pub fn name(self) -> &'static str {
@@ -201,6 +226,9 @@ impl EngineKind {
             EngineKind::Taskq => "taskq",
             EngineKind::Baseline => "baseline",
             EngineKind::Classic => "classic",
+            EngineKind::Mpsc => "mpsc",
+            EngineKind::Channel => "channel",
+            EngineKind::Rayon => "rayon",
         }
     }
 }
@@ -301,7 +329,7 @@ impl Scenario {
             duplicates: 0.0,
             queue_first: false,
             repeat: 5,
-            engines: EngineKind::ALL.to_vec(),
+            engines: EngineKind::EVERY.to_vec(),
             taskq_submit: driver::SubmitStyle::Batch,
             durability: DedupDurability::Batch,
             faults: None,

@@ -19,6 +19,9 @@ fn color(engine: EngineKind) -> RGBColor {
         EngineKind::Taskq => RGBColor(31, 119, 180),
         EngineKind::Baseline => RGBColor(214, 39, 40),
         EngineKind::Classic => RGBColor(44, 160, 44),
+        EngineKind::Mpsc => RGBColor(148, 103, 189),
+        EngineKind::Channel => RGBColor(255, 127, 14),
+        EngineKind::Rayon => RGBColor(140, 86, 75),
     }
 }
 
@@ -294,7 +297,7 @@ pub fn workers_sweep(scenarios: &[ScenarioResult], path: &Path) -> Result<(), Be
         .y_label_formatter(&|v| axis(*v))
         .draw()
         .map_err(|x| e(&x))?;
-    for engine in EngineKind::ALL {
+    for engine in EngineKind::EVERY {
         let pts: Vec<(f64, f64)> = scenarios
             .iter()
             .filter_map(|r| {

@@ -46,6 +46,16 @@ pub fn render_scenario(r: &ScenarioResult) -> String {
     for e in &r.engines {
         let _ = writeln!(s, "{}", engine_row(e));
     }
+    for e in &r.engines {
+        if let Some((peer, ratio)) = e.vs_best_peer {
+            let _ = writeln!(
+                s,
+                "  {} ÷ best peer ({}): {ratio:.2}x (medians)",
+                e.engine.name(),
+                peer.name()
+            );
+        }
+    }
     if let Some(w) = r.work_s {
         let _ = write!(
             s,
@@ -152,7 +162,10 @@ pub fn render_scenario(r: &ScenarioResult) -> String {
                 retried.max,
                 match e.engine {
                     super::EngineKind::Taskq => ", each waiting in the delay queue",
-                    super::EngineKind::Classic => ", each after a sleep in its worker",
+                    super::EngineKind::Classic
+                    | super::EngineKind::Mpsc
+                    | super::EngineKind::Channel
+                    | super::EngineKind::Rayon => ", each after a sleep in its worker",
                     super::EngineKind::Baseline => ": it does not retry",
                 }
             );

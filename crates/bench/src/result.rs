@@ -164,6 +164,10 @@ pub struct EngineSummary {
     pub makespan_vs_ideal: Option<f64>,
     /// Median throughput ÷ the baseline's median throughput (when it ran).
     pub vs_baseline: Option<f64>,
+    /// taskq only: its median throughput ÷ the best peer's (`mpsc`,
+    /// `channel`, `rayon`; when one ran), with that peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_best_peer: Option<(EngineKind, f64)>,
     /// `cpu` only: single-thread work time (the fastest of the repeats' passes)
     /// ÷ (cores used × makespan), per run; cores used = min(workers, cores).
     pub parallel_efficiency: Option<Stat>,

@@ -212,7 +212,7 @@ fn is_locked(e: &rusqlite::Error) -> bool {
 /// there is one, trying again while the file is locked), process it if the
 /// claim changed a row (with `retry`, sleeping and trying again after each
 /// transient failure the policy allows), report it.
-fn handle<O: Observer>(
+pub(crate) fn handle<O: Observer>(
     processor: &dyn Processor,
     clock: &quanta::Clock,
     conn: Option<&Connection>,
@@ -257,7 +257,10 @@ fn handle<O: Observer>(
 
 /// One [`SeedDb`] connection per worker, opened on the spawning thread so an
 /// error is returned by `start`.
-fn connect_all(db: Option<&SeedDb>, workers: usize) -> std::io::Result<Vec<Option<Connection>>> {
+pub(crate) fn connect_all(
+    db: Option<&SeedDb>,
+    workers: usize,
+) -> std::io::Result<Vec<Option<Connection>>> {
     (0..workers)
         .map(|_| {
             db.map(|db| {
