@@ -142,6 +142,9 @@ thread_local! {
     static SLOT: RefCell<Option<Slot>> = const { RefCell::new(None) };
 }
 
+/// The observers (and connections) no rayon pool thread has taken yet.
+type Waiting<O> = Arc<Mutex<Vec<(O, Option<Connection>)>>>;
+
 enum Design<O: Observer> {
     Mpsc {
         tx: Option<mpsc::SyncSender<Job>>,
@@ -158,7 +161,7 @@ enum Design<O: Observer> {
         permits: Arc<Semaphore>,
         gate: Arc<Gate>,
         /// The observers, taken by each pool thread at its first task.
-        observers: Arc<Mutex<Vec<(O, Option<Connection>)>>>,
+        observers: Waiting<O>,
     },
 }
 
