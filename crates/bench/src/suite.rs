@@ -341,7 +341,7 @@ impl SuiteName {
                     },
                     Scenario {
                         repeat: 2,
-                        ..dedup("dedup-smoke", 300, &all, DedupDurability::GroupCommit)
+                        ..dedup("dedup-smoke", 300, &python, DedupDurability::GroupCommit)
                     },
                 ]
             }

@@ -167,7 +167,7 @@ fn small(workload: Workload, queue_first: bool) -> Scenario {
         duplicates: 0.0,
         queue_first,
         repeat: 2,
-        engines: EngineKind::ALL.to_vec(),
+        engines: EngineKind::EVERY.to_vec(),
         taskq_submit: Default::default(),
         durability: Default::default(),
         faults: None,
@@ -184,8 +184,8 @@ fn bench_reports_add_up() {
         let scenario = small(workload, queue_first);
         let mut lines = 0;
         let result = run_scenario(&scenario, &mut |_| lines += 1).unwrap();
-        assert_eq!(lines, 2 * 3, "one progress line per run");
-        assert_eq!(result.engines.len(), 3);
+        assert_eq!(lines, 2 * 6, "one progress line per run");
+        assert_eq!(result.engines.len(), 6);
         for e in &result.engines {
             assert_eq!(e.runs, 2);
             assert_eq!(e.samples.len(), 2);
@@ -212,6 +212,14 @@ fn bench_reports_add_up() {
             assert_eq!(e.ideal_makespan_s.is_some(), workload == Workload::Sleep);
             assert_eq!(e.parallel_efficiency.is_some(), workload == Workload::Cpu);
             assert!(e.vs_baseline.is_some());
+            // taskq against the best of the peers that ran beside it.
+            match e.vs_best_peer {
+                Some((peer, ratio)) => {
+                    assert_eq!(e.engine, EngineKind::Taskq);
+                    assert!(peer.is_peer() && ratio > 0.0, "{peer:?} {ratio}");
+                }
+                None => assert_ne!(e.engine, EngineKind::Taskq),
+            }
         }
         assert_eq!(
             result.engine(EngineKind::Baseline).unwrap().vs_baseline,
@@ -346,7 +354,7 @@ fn transient_rate_from_the_cli_runs_a_fault_free_twin() {
             "--repeat",
             "2",
             "--engine",
-            "taskq,classic",
+            "taskq,classic,peers",
             "--transient-rate",
             "0.2",
             "--backoff-base-ms",
@@ -375,7 +383,11 @@ fn transient_rate_from_the_cli_runs_a_fault_free_twin() {
     );
     let ratios = fault_ratios(&file);
     assert_eq!(ratios.len(), 1);
-    assert_eq!(ratios[0].ratios.len(), 2, "taskq and classic");
+    assert_eq!(
+        ratios[0].ratios.len(),
+        5,
+        "taskq, classic and the three peers"
+    );
     let ideal = ratios[0].ideal.unwrap();
     assert!(ideal > 0.0 && ideal <= 1.0, "{ideal}");
     let retried = |k| {
@@ -388,7 +400,16 @@ fn transient_rate_from_the_cli_runs_a_fault_free_twin() {
             .sum::<u64>()
     };
     assert!(retried(EngineKind::Taskq) > 0);
-    assert_eq!(retried(EngineKind::Taskq), retried(EngineKind::Classic));
+    // The failures are drawn per key and attempt: every engine that
+    // retries meets the same ones.
+    for e in [
+        EngineKind::Classic,
+        EngineKind::Mpsc,
+        EngineKind::Channel,
+        EngineKind::Rayon,
+    ] {
+        assert_eq!(retried(EngineKind::Taskq), retried(e), "{e:?}");
+    }
 
     let out = bench(&dir, &["--workload", "noop", "--transient-rate", "0.1"]);
     assert_eq!(out.status.code(), Some(1));
@@ -407,14 +428,21 @@ fn transient_rate_from_the_cli_runs_a_fault_free_twin() {
 #[test]
 fn dedup_runs_every_engine_and_checks_its_database() {
     for durability in [DedupDurability::Batch, DedupDurability::GroupCommit] {
+        // Durability is taskq's: one peer (claiming keys as classic does)
+        // runs in the first round only.
+        let mut engines = EngineKind::ALL.to_vec();
+        if durability == DedupDurability::Batch {
+            engines.push(EngineKind::Channel);
+        }
         let scenario = Scenario {
             tasks: 400,
             duplicates: 0.3,
             durability,
+            engines: engines.clone(),
             ..small(Workload::Dedup, false)
         };
         let result = run_scenario(&scenario, &mut |_| {}).unwrap();
-        assert_eq!(result.engines.len(), 3);
+        assert_eq!(result.engines.len(), engines.len());
         for e in &result.engines {
             assert_eq!(e.duplicates.unwrap().median, 120.0, "{:?}", e.engine);
             for s in &e.samples {
@@ -561,9 +589,10 @@ fn cli_run(dir: &TempDir) -> std::path::PathBuf {
             "r/run.json",
         ],
     );
-    for engine in ["taskq", "baseline", "classic"] {
+    for engine in ["taskq", "baseline", "classic", "mpsc", "channel", "rayon"] {
         assert!(stdout.contains(engine), "{stdout}");
     }
+    assert!(stdout.contains("taskq ÷ best peer ("), "{stdout}");
     dir.path().join("r/run.json")
 }
 
@@ -574,10 +603,10 @@ fn results_are_written_as_json_csv_and_svg() {
     let file = BenchFile::load(&json).unwrap();
     assert_eq!(file.scenarios.len(), 1);
     let s = &file.scenarios[0];
-    assert_eq!((s.scenario.tasks, s.engines.len()), (30, 3));
+    assert_eq!((s.scenario.tasks, s.engines.len()), (30, 6));
     let csv = std::fs::read_to_string(json.with_extension("csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 4, "header + one row per engine:\n{csv}");
+    assert_eq!(lines.len(), 7, "header + one row per engine:\n{csv}");
     let columns = lines[0].split(',').count();
     assert!(
         lines.iter().all(|l| l.split(',').count() == columns),
@@ -644,7 +673,7 @@ fn compare_flags_a_slowdown_and_passes_an_unchanged_run() {
 
     let same = compare(&file, &file, 0.10);
     assert!(!same.has_regressions(), "{}", same.render());
-    assert_eq!(same.findings.len(), 3 * 2, "two numbers per engine");
+    assert_eq!(same.findings.len(), 6 * 2, "two numbers per engine");
     let slower = compare(&faster(&file), &file, 0.10);
     let regressions: Vec<_> = slower.regressions().collect();
     assert_eq!(regressions.len(), 1, "{}", slower.render());
