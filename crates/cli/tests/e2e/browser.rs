@@ -203,6 +203,20 @@ fn the_dashboard_in_chromium_shows_counts_escapes_keys_and_retries_a_dead_letter
     stop(dashboard);
 }
 
+/// The run page's completed count, read in one script call (the page swaps
+/// its live part every second: an element found first may be gone by the
+/// time its text is asked for).
+async fn completed(c: &fantoccini::Client) -> u64 {
+    let v = c
+        .execute(
+            "return document.getElementById('completed').textContent",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_str().unwrap().parse().unwrap()
+}
+
 /// `taskq run --dashboard`: the run's page in Chromium follows the run (its
 /// script swaps in the live part every second) until every task is done,
 /// then says the run has ended and keeps the last view.
@@ -258,15 +272,7 @@ fn a_run_s_live_page_in_chromium_follows_the_run_and_outlives_it() {
         let mut seen = Vec::new();
         let start = Instant::now();
         loop {
-            let shown: u64 = c
-                .find(Locator::Css("#completed"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-                .parse()
-                .unwrap();
+            let shown = completed(&c).await;
             if seen.last() != Some(&shown) {
                 seen.push(shown);
             }
