@@ -156,6 +156,29 @@ pub fn compare(stored: &BenchFile, current: &BenchFile, threshold: f64) -> Compa
         threshold,
         ..Comparison::default()
     };
+    // Like with like only: numbers from another CPU, or another core count,
+    // say nothing about this change.
+    let (was, now) = (&stored.machine, &current.machine);
+    let other_cpu = !was.cpu.is_empty() && !now.cpu.is_empty() && was.cpu != now.cpu;
+    if other_cpu || was.cores != now.cores {
+        out.skipped.push(format!(
+            "every scenario: the stored file was measured on another machine \
+             (stored: {} with {} cores; now: {} with {} cores): compare with a file from this CPU",
+            if was.cpu.is_empty() {
+                "an unrecorded CPU"
+            } else {
+                &was.cpu
+            },
+            was.cores,
+            if now.cpu.is_empty() {
+                "an unrecorded CPU"
+            } else {
+                &now.cpu
+            },
+            now.cores
+        ));
+        return out;
+    }
     for cur in &current.scenarios {
         let name = &cur.scenario.name;
         let Some(old) = stored.scenario(name) else {
@@ -426,6 +449,22 @@ mod tests {
                 fsync_ms: None,
             }],
         }
+    }
+
+    #[test]
+    fn another_cpu_or_core_count_is_not_compared() {
+        let stored = file([100.0, 10.0, 50.0]);
+        let mut current = stored.clone();
+        assert!(!compare(&stored, &current, 0.1).findings.is_empty());
+        current.machine.cpu = "Intel(R) Xeon(R) Platinum 8375C".into();
+        let mut amd = stored.clone();
+        amd.machine.cpu = "AMD EPYC".into();
+        let c = compare(&amd, &current, 0.1);
+        assert!(c.findings.is_empty() && !c.has_regressions());
+        assert!(c.skipped[0].contains("another machine"), "{:?}", c.skipped);
+        let mut more = stored.clone();
+        more.machine.cores += 14;
+        assert!(compare(&more, &stored, 0.1).findings.is_empty());
     }
 
     #[test]
