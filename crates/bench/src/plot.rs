@@ -28,7 +28,12 @@ fn color(engine: EngineKind) -> RGBColor {
 /// The name of category `v` (labels sit at segment centres).
 fn category(v: &SegmentValue<i32>, names: &[&str]) -> String {
     match v {
-        SegmentValue::CenterOf(i) => names.get(*i as usize).copied().unwrap_or("").to_string(),
+        SegmentValue::CenterOf(i) => usize::try_from(*i)
+            .ok()
+            .and_then(|i| names.get(i))
+            .copied()
+            .unwrap_or("")
+            .to_string(),
         _ => String::new(),
     }
 }
@@ -50,6 +55,23 @@ fn axis(v: f64) -> String {
         trim(format!("{v:.1}"))
     } else {
         trim(format!("{v:.4}"))
+    }
+}
+
+/// A log axis's tick label: only at 1, 2 and 5 times a power of ten, so
+/// that the labels of a narrow range do not run into each other.
+fn log_tick(v: f64) -> String {
+    if !(v > 0.0 && v.is_finite()) {
+        return String::new();
+    }
+    let m = v / 10f64.powf(v.log10().floor());
+    if [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .any(|k| (m - k).abs() < 1e-6 * k)
+    {
+        axis(v)
+    } else {
+        String::new()
     }
 }
 
@@ -128,7 +150,12 @@ pub fn throughput(scenarios: &[ScenarioResult], path: &Path) -> Result<(), Bench
             .margin(12)
             .x_label_area_size(28)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..n as i32 - 1).into_segmented(), y.clone().log_scale())
+            // One segment per engine; a lone engine gets an empty segment
+            // each side (a zero-width range would draw no bar).
+            .build_cartesian_2d(
+                if n > 1 { 0..n as i32 - 1 } else { -1..1 }.into_segmented(),
+                y.clone().log_scale(),
+            )
             .map_err(|x| e(&x))?;
         chart
             .configure_mesh()
@@ -136,7 +163,7 @@ pub fn throughput(scenarios: &[ScenarioResult], path: &Path) -> Result<(), Bench
             .x_label_formatter(&|v| category(v, &names))
             .light_line_style(TRANSPARENT)
             .y_labels(10)
-            .y_label_formatter(&|v| axis(*v))
+            .y_label_formatter(&|v| log_tick(*v))
             .y_desc("tasks/s")
             .draw()
             .map_err(|x| e(&x))?;
@@ -223,7 +250,7 @@ pub fn latency(scenarios: &[ScenarioResult], path: &Path) -> Result<(), BenchErr
             .x_label_formatter(&|v| category(v, &LABELS))
             .light_line_style(TRANSPARENT)
             .y_labels(10)
-            .y_label_formatter(&|v| axis(*v))
+            .y_label_formatter(&|v| log_tick(*v))
             .y_desc("ms")
             .draw()
             .map_err(|x| e(&x))?;
@@ -294,7 +321,7 @@ pub fn workers_sweep(scenarios: &[ScenarioResult], path: &Path) -> Result<(), Be
         .y_desc("tasks/s")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .light_line_style(TRANSPARENT)
-        .y_label_formatter(&|v| axis(*v))
+        .y_label_formatter(&|v| log_tick(*v))
         .draw()
         .map_err(|x| e(&x))?;
     for engine in EngineKind::EVERY {
@@ -326,4 +353,56 @@ pub fn workers_sweep(scenarios: &[ScenarioResult], path: &Path) -> Result<(), Be
         .draw()
         .map_err(|x| e(&x))?;
     root.present().map_err(|x| e(&x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_are_labelled_at_one_two_and_five_only() {
+        assert_eq!(log_tick(1e6), "1M");
+        assert_eq!(log_tick(2e5), "200k");
+        assert_eq!(log_tick(5.0), "5");
+        assert_eq!(log_tick(3e5), "");
+        assert_eq!(log_tick(7e6), "");
+        assert_eq!(log_tick(0.0), "");
+    }
+}
+
+#[cfg(test)]
+mod lone_engine {
+    use super::*;
+
+    /// dedup-200k ran taskq alone: its panel still draws taskq's bar.
+    #[test]
+    fn a_scenario_with_one_engine_draws_its_bar() {
+        let stored = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../results/suite-2026-11-29.json"
+        );
+        let file = BenchFile::load(Path::new(stored)).unwrap();
+        let lone: Vec<ScenarioResult> = file
+            .scenarios
+            .into_iter()
+            .filter(|r| r.engines.len() == 1)
+            .collect();
+        assert!(!lone.is_empty());
+        let dir = std::env::var_os("TASKQ_PLOT_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let path = dir.join(format!("lone-engine-{}.svg", std::process::id()));
+        throughput(&lone, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let RGBColor(r, g, b) = color(EngineKind::Taskq);
+        let fill = format!("fill=\"#{r:02X}{g:02X}{b:02X}\"");
+        assert_eq!(
+            svg.matches(&fill).count(),
+            lone.len(),
+            "one taskq bar per panel: {path:?}"
+        );
+        if std::env::var_os("TASKQ_PLOT_DIR").is_none() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
