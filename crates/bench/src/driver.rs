@@ -137,9 +137,9 @@ pub fn run_once(
     }
 }
 
-/// Holds workers until the batch is queued (`--queue-first` for taskq, whose
-/// workers start with the engine).
-struct Gate {
+/// Holds workers until the batch is queued (`--queue-first` for taskq and
+/// the rayon peer, whose workers start with the engine).
+pub(crate) struct Gate {
     /// Fast path once open. Written once by `open`, read by every task.
     is_open: AtomicBool,
     open: Mutex<bool>,
@@ -147,7 +147,7 @@ struct Gate {
 }
 
 impl Gate {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Gate {
             is_open: AtomicBool::new(false),
             open: Mutex::new(false),
@@ -155,7 +155,7 @@ impl Gate {
         }
     }
 
-    fn wait(&self) {
+    pub(crate) fn wait(&self) {
         // Acquire: pairs with the Release in `open`.
         if self.is_open.load(Ordering::Acquire) {
             return;
@@ -166,7 +166,7 @@ impl Gate {
         }
     }
 
-    fn open(&self) {
+    pub(crate) fn open(&self) {
         *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.is_open.store(true, Ordering::Release);
         self.opened.notify_all();

@@ -23,7 +23,6 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -34,7 +33,8 @@ use taskq::processor::Processor;
 use taskq::retry::RetryPolicy;
 use taskq::task::Task;
 
-use crate::baseline::{connect_all, handle, Job, Observer, SeedDb};
+use crate::baseline::{connect_all, handle, lock, Job, Observer, SeedDb};
+use crate::driver::Gate;
 
 /// Which peer design.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ struct Semaphore {
 
 impl Semaphore {
     fn acquire(&self) {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut free = lock(&self.free);
         while *free == 0 {
             free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
         }
@@ -94,41 +94,16 @@ impl Semaphore {
     }
 
     fn release(&self) {
-        *self.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        *lock(&self.free) += 1;
         self.freed.notify_all();
     }
 
     /// Waits until all `n` permits are back (nothing queued or running).
     fn wait_all(&self, n: usize) {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let mut free = lock(&self.free);
         while *free < n {
             free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
         }
-    }
-}
-
-/// Holds the rayon tasks of a queue-first run until the batch is queued.
-struct Gate {
-    is_open: AtomicBool,
-    open: Mutex<bool>,
-    opened: Condvar,
-}
-
-impl Gate {
-    fn wait(&self) {
-        if self.is_open.load(Ordering::Acquire) {
-            return;
-        }
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        while !*open {
-            open = self.opened.wait(open).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn open(&self) {
-        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.is_open.store(true, Ordering::Release);
-        self.opened.notify_all();
     }
 }
 
@@ -302,11 +277,7 @@ impl<O: Observer> Peer<O> {
                         free: Mutex::new(config.capacity),
                         freed: Condvar::new(),
                     }),
-                    gate: Arc::new(Gate {
-                        is_open: AtomicBool::new(false),
-                        open: Mutex::new(false),
-                        opened: Condvar::new(),
-                    }),
+                    gate: Arc::new(Gate::new()),
                     observers: Arc::new(Mutex::new(Vec::new())),
                 }
             }
@@ -339,9 +310,7 @@ impl<O: Observer> Peer<O> {
                     SLOT.with(|slot| {
                         let mut slot = slot.borrow_mut();
                         let slot = slot.get_or_insert_with(|| {
-                            let (obs, conn) = observers
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
+                            let (obs, conn) = lock(&observers)
                                 .pop()
                                 .expect("one observer per pool thread");
                             Slot {
@@ -386,7 +355,7 @@ impl<O: Observer> Peer<O> {
                                 loop {
                                     // The lock is held while waiting: the Rust
                                     // book's pool, one receiver for all.
-                                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                                    let job = lock(&rx).recv();
                                     match job {
                                         Ok(job) => common.run(conn.as_ref(), job, &mut obs),
                                         Err(_) => break,
@@ -415,7 +384,7 @@ impl<O: Observer> Peer<O> {
             Design::Rayon {
                 gate, observers, ..
             } => {
-                *observers.lock().unwrap_or_else(|p| p.into_inner()) = conns
+                *lock(observers) = conns
                     .into_iter()
                     .enumerate()
                     .map(|(i, conn)| (observer(i), conn))
@@ -467,7 +436,7 @@ impl<O: Observer> Peer<O> {
                     .collect();
                 // Threads that ran no task never took theirs.
                 out.extend(
-                    std::mem::take(&mut *observers.lock().unwrap_or_else(|p| p.into_inner()))
+                    std::mem::take(&mut *lock(&observers))
                         .into_iter()
                         .map(|(o, _)| o),
                 );
@@ -480,15 +449,9 @@ impl<O: Observer> Peer<O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::baseline::tests::Ids;
     use crate::baseline::Job;
     use taskq::processor::{Noop, Output, ProcessError};
-
-    struct Ids(Vec<String>);
-    impl Observer for Ids {
-        fn completed(&mut self, job: Job, _: u64, _: Result<Output, ProcessError>) {
-            self.0.push(job.task.id().to_string());
-        }
-    }
 
     fn task(i: usize) -> Task {
         Task::new(&format!("img/{i}.jpg"), "1x1".parse().unwrap())

@@ -138,14 +138,13 @@ pub fn status(url: &str) -> Result<Status, PgCommandError> {
     Ok(taskq_pg::status(&mut queue)?)
 }
 
-/// Connects to a queue that exists, without creating it: what the commands
-/// that only read or change its rows need. An older schema is migrated
-/// first (the columns these commands read may be new).
+/// Connects to a queue that exists, without creating or migrating it:
+/// what the commands that only read or change its rows need.
 ///
 /// # Errors
 ///
-/// The server cannot be reached, the database holds no queue, its schema
-/// is newer than this build, or its migration fails.
+/// The server cannot be reached, the database holds no queue, or its
+/// schema is newer than this build.
 pub(crate) fn existing(url: &str) -> Result<Queue, PgCommandError> {
     let mut queue = Queue::connect(url)?;
     match schema::version(&mut queue)? {
@@ -156,10 +155,6 @@ pub(crate) fn existing(url: &str) -> Result<Queue, PgCommandError> {
             supported: taskq_pg::SCHEMA_VERSION,
         }
         .into()),
-        v if v < taskq_pg::SCHEMA_VERSION => {
-            schema::ensure(&mut queue)?;
-            Ok(queue)
-        }
         _ => Ok(queue),
     }
 }

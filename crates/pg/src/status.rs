@@ -117,17 +117,26 @@ pub fn status(queue: &mut Queue) -> Result<Status, PgError> {
         })
         .collect::<Result<Vec<_>, postgres::Error>>()
         .map_err(queue.err("cannot read task counts"))?;
+    // A queue older than version 3 is read as it is (its nodes published
+    // nothing): reading never migrates.
+    let published = if schema_version >= 3 {
+        "n.workers, n.finished, n.tasks_per_s, n.busy_ratio"
+    } else {
+        "NULL::integer, 0::bigint, NULL::float8, NULL::float8"
+    };
     let rows = queue
         .client()
         .query(
-            "SELECT n.node_id, n.hostname, n.pid, n.processor, n.state,
-                    extract(epoch FROM now() - n.heartbeat_at)::float8,
-                    (SELECT count(*) FROM taskq_tasks t
-                     WHERE t.state = 'running' AND t.lease_node = n.node_id),
-                    n.workers, n.finished, n.tasks_per_s, n.busy_ratio
-             FROM taskq_nodes n
-             WHERE n.state = 'alive' OR n.heartbeat_at > now() - interval '1 hour'
-             ORDER BY n.node_id",
+            &format!(
+                "SELECT n.node_id, n.hostname, n.pid, n.processor, n.state,
+                        extract(epoch FROM now() - n.heartbeat_at)::float8,
+                        (SELECT count(*) FROM taskq_tasks t
+                         WHERE t.state = 'running' AND t.lease_node = n.node_id),
+                        {published}
+                 FROM taskq_nodes n
+                 WHERE n.state = 'alive' OR n.heartbeat_at > now() - interval '1 hour'
+                 ORDER BY n.node_id"
+            ),
             &[],
         )
         .map_err(queue.err("cannot list nodes"))?;

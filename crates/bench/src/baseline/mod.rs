@@ -284,17 +284,18 @@ fn run_one(
 
 /// Locks with `std`'s mutex even under the `loom` feature (these designs are
 /// measured, not model-checked), treating poisoning as recoverable.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
     use taskq::processor::Noop;
 
-    struct Ids(Vec<String>);
+    /// The ids of the tasks one worker completed.
+    pub(crate) struct Ids(pub(crate) Vec<String>);
     impl Observer for Ids {
         fn completed(&mut self, job: Job, _: u64, _: Result<Output, ProcessError>) {
             self.0.push(job.task.id().to_string());
