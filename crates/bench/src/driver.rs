@@ -22,8 +22,7 @@
 //! IGNORE` before processing it.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +33,7 @@ use crate::baseline::{
     Baseline, BaselineConfig, BaselineProducer, Classic, ClassicConfig, ClassicProducer, Job,
     Observer, SeedDb,
 };
+use crate::gate::Gate;
 use crate::peers::{Peer, PeerConfig, PeerKind, PeerProducer};
 use taskq::config::EngineConfig;
 use taskq::engine::Engine;
@@ -134,42 +134,6 @@ pub fn run_once(
             .map_err(|e| BenchError::io("cannot start rayon's pool", e))?;
             run_pool(scenario, pool, tasks)
         }
-    }
-}
-
-/// Holds workers until the batch is queued (`--queue-first` for taskq and
-/// the rayon peer, whose workers start with the engine).
-pub(crate) struct Gate {
-    /// Fast path once open. Written once by `open`, read by every task.
-    is_open: AtomicBool,
-    open: Mutex<bool>,
-    opened: Condvar,
-}
-
-impl Gate {
-    pub(crate) fn new() -> Self {
-        Gate {
-            is_open: AtomicBool::new(false),
-            open: Mutex::new(false),
-            opened: Condvar::new(),
-        }
-    }
-
-    pub(crate) fn wait(&self) {
-        // Acquire: pairs with the Release in `open`.
-        if self.is_open.load(Ordering::Acquire) {
-            return;
-        }
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        while !*open {
-            open = self.opened.wait(open).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    pub(crate) fn open(&self) {
-        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.is_open.store(true, Ordering::Release);
-        self.opened.notify_all();
     }
 }
 

@@ -74,6 +74,7 @@ pub mod compare;
 pub mod dedup;
 pub mod driver;
 pub mod faultproxy;
+mod gate;
 pub mod generate;
 pub mod ideal;
 pub mod peers;

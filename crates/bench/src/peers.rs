@@ -34,7 +34,7 @@ use taskq::retry::RetryPolicy;
 use taskq::task::Task;
 
 use crate::baseline::{connect_all, handle, lock, Job, Observer, SeedDb};
-use crate::driver::Gate;
+use crate::gate::Gate;
 
 /// Which peer design.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
